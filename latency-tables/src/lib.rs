@@ -1,0 +1,28 @@
+//! The contract between the device agent and the TuNAS host.
+//!
+//! - [`OpKey`]: one network layer with everything that decides its latency, with a canonical
+//!   string form used as the table key; [`Network`]: an ordered list of keys.
+//! - [`onnx`]: the builder that turns a key or a network into an ONNX model.
+//! - [`LatencyTable`]: the table file (schema version, units, fingerprint, method, statistics).
+//! - [`wire`]: the messages of the host ↔ agent protocol.
+//!
+//! This crate never depends on an engine (tract, candle): it is safe on any target.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod meta;
+pub mod network;
+pub mod onnx;
+pub mod op_key;
+pub mod stats;
+pub mod table;
+pub mod wire;
+
+pub use error::{BuildError, KeyError, TableError};
+pub use meta::{Cluster, CpuInfo, Fingerprint, Method};
+pub use network::Network;
+pub use op_key::{Activation, OpKey, OpKind};
+pub use stats::LatencyStats;
+pub use table::{Correction, Entry, Failure, LatencyTable, SCHEMA_VERSION, UNITS};
+pub use wire::{Request, Response, PROTOCOL_VERSION};

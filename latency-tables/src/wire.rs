@@ -1,0 +1,190 @@
+//! The wire protocol between the host and a device agent: message types and version.
+//!
+//! Messages are JSON objects tagged by `"type"`. The first exchange is always `Hello` in both
+//! directions; an agent refuses any other protocol version with an `Error` response and the
+//! host stops with a message naming both versions. Framing (length-bounded, checksummed frames
+//! over a byte stream) is defined next to these types by the transport layer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::{Fingerprint, Method};
+use crate::network::Network;
+use crate::op_key::OpKey;
+use crate::stats::LatencyStats;
+
+/// The protocol version spoken by this build. Bump on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A request from the host to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Opens a session; the agent answers `Hello` or an `Error` naming both versions.
+    Hello {
+        /// The host's protocol version.
+        protocol: u32,
+        /// Free-form name and version of the host.
+        client: String,
+    },
+    /// Asks for the device fingerprint.
+    Info,
+    /// Measures op keys by the given method; one `Measured` or `Failed` response per key,
+    /// then `Done`.
+    Measure {
+        /// Request id, echoed in every response it causes.
+        id: u64,
+        /// The keys, measured in this order (the host rotates the order between passes).
+        keys: Vec<OpKey>,
+        /// How to measure.
+        method: Method,
+    },
+    /// Builds a whole network on the device and measures it end to end.
+    MeasureNetwork {
+        /// Request id.
+        id: u64,
+        /// The network.
+        network: Network,
+        /// How to measure.
+        method: Method,
+    },
+    /// Ends the session; the agent answers `Bye` and stops serving this connection.
+    Shutdown,
+}
+
+/// What a measurement was of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    /// One op key.
+    Key(OpKey),
+    /// A whole network (by its number of layers and a digest of its keys).
+    Network {
+        /// Layers in the network.
+        layers: usize,
+        /// The canonical keys joined by `;`, hashed (FNV-1a 64, hex).
+        digest: String,
+    },
+}
+
+/// A response from the agent to the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    /// Answer to `Hello`.
+    Hello {
+        /// The agent's protocol version.
+        protocol: u32,
+        /// Agent name and version.
+        agent: String,
+        /// The device fingerprint.
+        fingerprint: Fingerprint,
+    },
+    /// Answer to `Info`.
+    Info {
+        /// The device fingerprint.
+        fingerprint: Fingerprint,
+    },
+    /// One finished measurement.
+    Measured {
+        /// The request id.
+        id: u64,
+        /// What was measured.
+        subject: Subject,
+        /// Statistics over all passes (µs).
+        stats: LatencyStats,
+        /// Relative spread of per-pass medians.
+        pass_spread: f64,
+        /// Whether throttling was seen.
+        throttled: bool,
+    },
+    /// One measurement that failed (the agent keeps serving).
+    Failed {
+        /// The request id.
+        id: u64,
+        /// What failed.
+        subject: Subject,
+        /// Why.
+        error: String,
+    },
+    /// Progress of a long request, for the host's progress bar.
+    Progress {
+        /// The request id.
+        id: u64,
+        /// Units of work done.
+        done: u64,
+        /// Units of work in all.
+        total: u64,
+    },
+    /// All responses of request `id` have been sent.
+    Done {
+        /// The request id.
+        id: u64,
+    },
+    /// A request that could not be understood or served (malformed, unknown, wrong version).
+    Error {
+        /// What was wrong.
+        message: String,
+    },
+    /// Answer to `Shutdown`.
+    Bye,
+}
+
+/// FNV-1a 64-bit digest of a network's canonical keys, used as its identity on the wire.
+pub fn network_digest(network: &Network) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, key) in network.layers.iter().enumerate() {
+        if i > 0 {
+            hash = fnv_step(hash, b';');
+        }
+        for b in key.to_string().bytes() {
+            hash = fnv_step(hash, b);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+fn fnv_step(hash: u64, byte: u8) -> u64 {
+    (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_as_tagged_json() {
+        let key: OpKey = "pool/7x7x1280".parse().unwrap();
+        let reqs = vec![
+            Request::Hello { protocol: PROTOCOL_VERSION, client: "tunas 0.0.0".into() },
+            Request::Info,
+            Request::Measure { id: 3, keys: vec![key.clone()], method: Method::default() },
+            Request::MeasureNetwork { id: 4, network: Network::new(vec![key.clone()]), method: Method::default() },
+            Request::Shutdown,
+        ];
+        for r in reqs {
+            let text = serde_json::to_string(&r).unwrap();
+            assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), r);
+        }
+        let text = serde_json::to_string(&Request::Info).unwrap();
+        assert_eq!(text, r#"{"type":"info"}"#);
+        let stats = LatencyStats::from_samples(&[1.0, 2.0]).unwrap();
+        let resp = Response::Measured { id: 3, subject: Subject::Key(key), stats, pass_spread: 0.0, throttled: false };
+        let text = serde_json::to_string(&resp).unwrap();
+        assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), resp);
+    }
+
+    #[test]
+    fn unknown_messages_are_errors() {
+        assert!(serde_json::from_str::<Request>(r#"{"type":"reboot"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"type":"hello","protocol":1,"client":"h","x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"type":"hello","protocol":1}"#).is_err());
+    }
+
+    #[test]
+    fn digest_depends_on_every_key() {
+        let a = Network::new(vec!["pool/7x7x1280".parse().unwrap()]);
+        let b = Network::new(vec!["pool/7x7x1024".parse().unwrap()]);
+        assert_ne!(network_digest(&a), network_digest(&b));
+        assert_eq!(network_digest(&a).len(), 16);
+    }
+}
