@@ -1,0 +1,35 @@
+//! The `tunas` command line: one `Command` variant per subcommand, each wrapping `cmd::X::Cmd`.
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+/// TuNAS search host: search spaces, latency models and tables, architecture search.
+#[derive(Debug, Parser)]
+#[command(name = "tunas", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List or show the search spaces.
+    #[command(subcommand)]
+    Space(cmd::space::Cmd),
+    /// Predict the latency T(α) of an architecture with the Pixel 1 model or a measured table.
+    Latency(cmd::latency::Cmd),
+    /// Every distinct op key a space can contain: the list of keys to profile on a device.
+    Plan(cmd::plan::Cmd),
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Space(c) => c.run(),
+        Command::Latency(c) => c.run(),
+        Command::Plan(c) => c.run(),
+    }
+}

@@ -1,0 +1,70 @@
+//! `tunas latency`: T(α) of one architecture, in ms, optionally per layer.
+
+use clap::Args;
+
+use crate::latency::load_model;
+use crate::space::SearchSpace;
+
+/// `tunas latency --space NAME --arch ARCH --model pixel1|TABLE.json`
+#[derive(Debug, Args)]
+pub struct Cmd {
+    /// The search space.
+    #[arg(long)]
+    pub space: String,
+    /// The architecture: a reference name, a colon-separated index string, JSON, or a JSON file.
+    #[arg(long)]
+    pub arch: String,
+    /// `pixel1` (the paper's model) or a latency table file.
+    #[arg(long, default_value = "pixel1")]
+    pub model: String,
+    /// Deployment resolution.
+    #[arg(long, default_value_t = 224)]
+    pub resolution: u32,
+    /// Print the contribution of every layer.
+    #[arg(long)]
+    pub breakdown: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Reads `--arch`: a file when it names one, otherwise the text itself.
+pub fn arch_text(arg: &str) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let path = std::path::Path::new(arg);
+    if !arg.contains(':') && path.is_file() {
+        return std::fs::read_to_string(path).with_context(|| format!("reading architecture file {arg}"));
+    }
+    Ok(arg.to_string())
+}
+
+impl Cmd {
+    /// Runs the command.
+    pub fn run(self) -> anyhow::Result<i32> {
+        use std::io::Write;
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        let space = SearchSpace::by_name(&self.space)?;
+        let arch = space.parse_arch(&arch_text(&self.arch)?)?;
+        let model = load_model(&self.model, &space, self.resolution)?;
+        let b = model.breakdown(&arch)?;
+        if self.json {
+            let doc = serde_json::json!({
+                "space": space.name, "architecture": arch.to_string(), "model": model.describe(),
+                "resolution": self.resolution, "latency_ms": b.total_ms,
+                "breakdown": if self.breakdown { Some(&b.rows) } else { None },
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+            return Ok(0);
+        }
+        if self.breakdown {
+            for row in &b.rows {
+                writeln!(out, "{:<34} {:>10.3} ms  {}", row.name, row.ms, row.key.as_deref().unwrap_or(""))?;
+            }
+            writeln!(out, "{:<34} {:>10.3} ms", "total", b.total_ms)?;
+        } else {
+            writeln!(out, "{:.3}", b.total_ms)?;
+        }
+        Ok(0)
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per `tunas` subcommand. Data goes to stdout, messages to stderr.
+
+pub mod latency;
+pub mod plan;
+pub mod space;

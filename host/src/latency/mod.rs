@@ -1,0 +1,77 @@
+//! Latency models behind one trait: T(α) in milliseconds for an architecture of a space.
+//!
+//! - [`Pixel1CostModel`]: the paper's learned linear model (its published weights).
+//! - [`MeasuredTable`]: Σ of a measured table's medians over the architecture's op keys, with the
+//!   table's optional affine correction. A missing key is an error, never 0.
+
+mod measured;
+mod pixel1;
+
+pub use measured::MeasuredTable;
+pub use pixel1::Pixel1CostModel;
+
+use crate::space::{Architecture, SearchSpace};
+
+/// One row of a latency breakdown.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BreakdownRow {
+    /// Layer or term name (`block2/layer1`, `bias`, `correction`).
+    pub name: String,
+    /// The op key, where the model works on keys.
+    pub key: Option<String>,
+    /// Contribution in ms (may be negative for regression terms).
+    pub ms: f64,
+}
+
+/// A per-layer latency breakdown whose rows add up to `total_ms`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Breakdown {
+    /// Contributions.
+    pub rows: Vec<BreakdownRow>,
+    /// T(α) in ms.
+    pub total_ms: f64,
+}
+
+/// Errors of latency models.
+#[derive(Debug, thiserror::Error)]
+pub enum LatencyError {
+    /// The table lacks keys the architecture needs; every missing key is listed.
+    #[error("{table} has no entry for {} key(s) of this architecture:\n  {}", keys.len(), keys.join("\n  "))]
+    MissingKeys {
+        /// The table (file name).
+        table: String,
+        /// The missing keys, in network order.
+        keys: Vec<String>,
+    },
+    /// The model does not cover this space.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// T(α) for architectures of one search space.
+pub trait LatencyModel {
+    /// A short description (`pixel1`, the table's path).
+    fn describe(&self) -> String;
+
+    /// T(α) in milliseconds.
+    fn latency_ms(&self, arch: &Architecture) -> Result<f64, LatencyError> {
+        Ok(self.breakdown(arch)?.total_ms)
+    }
+
+    /// T(α) with per-layer contributions.
+    fn breakdown(&self, arch: &Architecture) -> Result<Breakdown, LatencyError>;
+}
+
+/// Loads `pixel1` or a table file for `space`.
+pub fn load_model(spec: &str, space: &SearchSpace, resolution: u32) -> anyhow::Result<Box<dyn LatencyModel>> {
+    use anyhow::Context;
+    if spec == "pixel1" {
+        if resolution != 224 {
+            anyhow::bail!("the pixel1 model only knows the 224×224 deployment resolution (got {resolution})");
+        }
+        return Ok(Box::new(Pixel1CostModel::for_space(space)?));
+    }
+    let table = latency_tables::LatencyTable::load(spec)
+        .with_context(|| format!("loading latency model {spec:?} (expected `pixel1` or a table file)"))?;
+    Ok(Box::new(MeasuredTable::new(table, spec, space.clone(), resolution)))
+}

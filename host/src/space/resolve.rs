@@ -1,0 +1,239 @@
+//! (space, architecture, resolution) → op keys; space → every op key it can contain (the plan).
+
+use std::collections::BTreeSet;
+
+use latency_tables::{Network, OpKey};
+
+use super::{se_hidden, scale_filters, Architecture, DecisionKind, LayerSpec, Param, SearchSpace};
+
+/// One layer of a resolved architecture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedLayer {
+    /// `block/layerN`, `head/pool` or `classifier`.
+    pub name: String,
+    /// The op key, or `None` when the layer is skipped (identity).
+    pub key: Option<OpKey>,
+}
+
+/// A resolved architecture: every layer (skips included) and the network of the present ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// All layers in order.
+    pub layers: Vec<ResolvedLayer>,
+    /// The present layers as a network.
+    pub network: Network,
+}
+
+/// Keys of one layer spec given its input shape, channels and a way to read decisions.
+/// Returns the keys (empty when skipped; two for a head with pooling) and the output size.
+fn layer_keys(
+    space: &SearchSpace,
+    spec: &LayerSpec,
+    (h, w): (u32, u32),
+    cin: u32,
+    cout: u32,
+    pick: &dyn Fn(usize) -> usize,
+) -> (Vec<OpKey>, (u32, u32)) {
+    let value = |d: usize| space.decisions[d].value(pick(d));
+    let param = |p: Param| match p {
+        Param::Fixed(v) => v,
+        Param::Decision(d) => value(d),
+    };
+    let down = |s: u32| (h.div_ceil(s), w.div_ceil(s));
+    match *spec {
+        LayerSpec::Conv { kernel, stride, act } => {
+            (vec![OpKey::stem(h, w, cin, cout, param(kernel), stride, act)], down(stride))
+        }
+        LayerSpec::SepConv { kernel, skip, stride, act } => {
+            if skip.is_some_and(|s| pick(s) == 1) {
+                return (vec![], (h, w));
+            }
+            (vec![OpKey::sep(h, w, cin, cout, param(kernel), stride, act, skip.is_some())], down(stride))
+        }
+        LayerSpec::Bottleneck { kernel, expansion, se, skip, stride, act } => {
+            if skip.is_some_and(|s| pick(s) == 1) {
+                return (vec![], (h, w));
+            }
+            let expanded = scale_filters(f64::from(cin), f64::from(value(expansion)));
+            let se = if se.is_some_and(|s| pick(s) == 1) { se_hidden(expanded) } else { 0 };
+            let key = OpKey::bottleneck(h, w, cin, cout, value(kernel), stride, expanded, se, act, skip.is_some());
+            (vec![key], down(stride))
+        }
+        LayerSpec::Head { act, pool } => {
+            let mut keys = vec![OpKey::head(h, w, cin, cout, act)];
+            if pool {
+                keys.push(OpKey::pool(h, w, cout));
+                (keys, (1, 1))
+            } else {
+                (keys, (h, w))
+            }
+        }
+    }
+}
+
+/// The decisions a layer reads besides its block's filters (kernel, expansion, SE, skip).
+fn local_decisions(spec: &LayerSpec) -> Vec<usize> {
+    match *spec {
+        LayerSpec::Conv { kernel, .. } => match kernel {
+            Param::Decision(d) => vec![d],
+            Param::Fixed(_) => vec![],
+        },
+        LayerSpec::SepConv { kernel, skip, .. } => {
+            let mut v: Vec<usize> = skip.into_iter().collect();
+            if let Param::Decision(d) = kernel {
+                v.push(d);
+            }
+            v
+        }
+        LayerSpec::Bottleneck { kernel, expansion, se, skip, .. } => {
+            let mut v = vec![kernel, expansion];
+            v.extend(se);
+            v.extend(skip);
+            v
+        }
+        LayerSpec::Head { .. } => vec![],
+    }
+}
+
+fn filters_of(space: &SearchSpace, d: usize) -> &[u32] {
+    match &space.decisions[d].kind {
+        DecisionKind::Filters(v) => v,
+        _ => &[],
+    }
+}
+
+impl SearchSpace {
+    /// Resolves an architecture at an input resolution into op keys.
+    pub fn resolve(&self, arch: &Architecture, resolution: u32) -> Resolved {
+        let pick = |d: usize| arch.indices[d];
+        let mut hw = (resolution, resolution);
+        let mut cin = 3;
+        let mut layers = Vec::new();
+        for block in &self.blocks {
+            let cout = self.decisions[block.filters].value(pick(block.filters));
+            for (i, spec) in block.layers.iter().enumerate() {
+                let (keys, out) = layer_keys(self, spec, hw, cin, cout, &pick);
+                let name = format!("{}/layer{i}", block.name);
+                if keys.is_empty() {
+                    layers.push(ResolvedLayer { name: name.clone(), key: None });
+                }
+                for (j, key) in keys.into_iter().enumerate() {
+                    let name = if j == 0 { name.clone() } else { format!("{}/pool", block.name) };
+                    layers.push(ResolvedLayer { name, key: Some(key) });
+                }
+                hw = out;
+                cin = cout;
+            }
+        }
+        layers.push(ResolvedLayer { name: "classifier".into(), key: Some(OpKey::classifier(cin, self.classes)) });
+        let network = Network::new(layers.iter().filter_map(|l| l.key.clone()).collect());
+        Resolved { layers, network }
+    }
+
+    /// Every distinct op key that any architecture of the space can contain at `resolution`.
+    pub fn plan(&self, resolution: u32) -> BTreeSet<OpKey> {
+        let mut keys = BTreeSet::new();
+        let mut hw = (resolution, resolution);
+        let mut prev: Vec<u32> = vec![3];
+        for block in &self.blocks {
+            let outs = filters_of(self, block.filters).to_vec();
+            for (i, spec) in block.layers.iter().enumerate() {
+                let locals = local_decisions(spec);
+                let radices: Vec<usize> = locals.iter().map(|&d| self.decisions[d].num_choices()).collect();
+                let combos: usize = radices.iter().product();
+                let mut out_hw = hw;
+                for &cout in &outs {
+                    let cins: Vec<u32> = if i == 0 { prev.clone() } else { vec![cout] };
+                    for cin in cins {
+                        for combo in 0..combos {
+                            let mut digits = vec![0usize; locals.len()];
+                            let mut rest = combo;
+                            for (slot, &r) in radices.iter().enumerate() {
+                                digits[slot] = rest % r;
+                                rest /= r;
+                            }
+                            let pick = |d: usize| locals.iter().position(|&x| x == d).map_or(0, |p| digits[p]);
+                            let (layer, out) = layer_keys(self, spec, hw, cin, cout, &pick);
+                            keys.extend(layer);
+                            out_hw = out;
+                        }
+                    }
+                }
+                hw = out_hw;
+            }
+            prev = outs;
+        }
+        for &cin in &prev {
+            keys.insert(OpKey::classifier(cin, self.classes));
+        }
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxylessnas_mobile_resolves_to_the_published_network() {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let arch = space.parse_arch("proxylessnas-mobile").unwrap();
+        let r = space.resolve(&arch, 224);
+        r.network.check_chain().unwrap();
+        let keys: Vec<String> = r.network.layers.iter().map(|k| k.to_string()).collect();
+        assert_eq!(keys[0], "stem/224x224x3/o32/k3/s2/relu");
+        assert_eq!(keys[1], "sep/112x112x32/o16/k3/s1/relu");
+        // block2 layer0: kernel 5, x3 of 16 inputs = 48.
+        assert_eq!(keys[2], "ib/112x112x16/o32/k5/s2/e48/se0/relu");
+        assert_eq!(keys[keys.len() - 3], "head/7x7x320/o1280/relu");
+        assert_eq!(keys[keys.len() - 2], "pool/7x7x1280");
+        assert_eq!(keys[keys.len() - 1], "fc/1x1x1280/o1001");
+        // ProxylessNAS-Mobile has 21 bottleneck slots, 2 of them skipped (ops 6 in block 2);
+        // 19 present + stem, sepconv, head, pool, classifier.
+        assert_eq!(r.layers.iter().filter(|l| l.key.is_none()).count(), 2);
+        assert_eq!(keys.len(), 19 + 5);
+    }
+
+    #[test]
+    fn v3_like_expansion_and_se_follow_the_reference_rounding() {
+        let space = SearchSpace::by_name("mobilenet-v3-like").unwrap();
+        // All max: 32-channel stem, block1 layer0 ×6 of 32 = 192, SE hidden make_divisible(48) = 48.
+        let max = "1:2:0:3:2:5:1:2:5:1:0:2:5:1:0:2:5:1:0:3:2:5:1:2:5:1:0:2:5:1:0:2:5:1:0:5:2:5:1:2:5:1:0:2:5:1:0:2:5:1:0:6:2:5:1:2:5:1:0:2:5:1:0:2:5:1:0:6:2:5:1:2:5:1:0:2:5:1:0:2:5:1:0:6:6:6";
+        let r = space.resolve(&space.parse_arch(max).unwrap(), 224);
+        r.network.check_chain().unwrap();
+        let keys: Vec<String> = r.network.layers.iter().map(|k| k.to_string()).collect();
+        assert_eq!(keys[0], "stem/224x224x3/o32/k5/s2/hswish");
+        assert_eq!(keys[1], "sep/112x112x32/o32/k7/s1/relu/res");
+        assert_eq!(keys[2], "ib/112x112x32/o32/k7/s2/e192/se48/relu");
+        assert_eq!(keys[keys.len() - 4], "head/7x7x512/o1024/hswish");
+        assert_eq!(keys[keys.len() - 2], "head/1x1x1024/o2048/hswish");
+        assert_eq!(keys[keys.len() - 1], "fc/1x1x2048/o1001");
+        // 24 x5 = 120 (the spec's example).
+        assert_eq!(scale_filters(24.0, 5.0), 120);
+    }
+
+    #[test]
+    fn every_resolved_key_is_in_the_plan() {
+        for name in crate::space::space_names() {
+            let space = SearchSpace::by_name(name).unwrap();
+            let plan = space.plan(224);
+            let mut seed = 12345u64;
+            for _ in 0..200 {
+                let indices = space
+                    .decisions
+                    .iter()
+                    .map(|d| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        ((seed >> 33) as usize) % d.num_choices()
+                    })
+                    .collect();
+                let arch = space.check_arch(indices).unwrap();
+                let r = space.resolve(&arch, 224);
+                r.network.check_chain().unwrap();
+                for key in &r.network.layers {
+                    assert!(plan.contains(key), "{name}: {key} missing from the plan");
+                }
+            }
+        }
+    }
+}
