@@ -8,9 +8,10 @@ fn main() {
     match host::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(err) => {
-            let broken_pipe = err
-                .chain()
-                .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe));
+            let broken_pipe = err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            });
             if broken_pipe {
                 std::process::exit(0);
             }

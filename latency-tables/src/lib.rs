@@ -11,6 +11,8 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod frame;
+pub mod journal;
 pub mod meta;
 pub mod network;
 pub mod onnx;

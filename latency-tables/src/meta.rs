@@ -75,9 +75,19 @@ impl Fingerprint {
     /// The fields that identify the hardware and engine setup; two tables may only be merged or
     /// sharded together when these agree. Returns `(field, value)` pairs.
     pub fn identity(&self) -> Vec<(&'static str, String)> {
-        let parts: Vec<String> =
-            self.cpus.iter().map(|c| format!("{}:{}", c.implementer.as_deref().unwrap_or("-"), c.part.as_deref().unwrap_or("-"))).collect();
-        let clusters: Vec<String> = self.clusters.iter().map(|c| format!("{:?}@{:?}", c.cpus, c.max_khz)).collect();
+        let parts: Vec<String> = self
+            .cpus
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}:{}",
+                    c.implementer.as_deref().unwrap_or("-"),
+                    c.part.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        let clusters: Vec<String> =
+            self.clusters.iter().map(|c| format!("{:?}@{:?}", c.cpus, c.max_khz)).collect();
         vec![
             ("cpu_model", format!("{:?}", self.cpu_model)),
             ("cpu_parts", parts.join(",")),
@@ -111,6 +121,8 @@ pub struct Method {
     pub runs: u32,
     /// Minimum timed seconds per key and pass.
     pub pass_secs: f64,
+    /// Each sample averages enough back-to-back runs to last at least this long (seconds).
+    pub min_sample_secs: f64,
     /// Passes over the whole key list, each in rotated order.
     pub passes: u32,
     /// A canary block is re-measured after this many keys (0 = never).
@@ -132,6 +144,7 @@ impl Default for Method {
             warmup_secs: 0.3,
             runs: 30,
             pass_secs: 1.0,
+            min_sample_secs: 0.002,
             passes: 3,
             canary_every: 20,
             canary_threshold: 0.05,

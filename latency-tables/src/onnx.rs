@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 
 use onnx_protobuf::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
-    GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
 use crate::error::BuildError;
@@ -120,7 +120,10 @@ impl WeightSource for GivenWeights {
         if values.len() != n {
             return Err(BuildError::Weights {
                 name: name.into(),
-                reason: format!("has {} values, the graph needs {n} (shape {shape:?})", values.len()),
+                reason: format!(
+                    "has {} values, the graph needs {n} (shape {shape:?})",
+                    values.len()
+                ),
             });
         }
         Ok(values)
@@ -133,7 +136,10 @@ pub fn op_model(key: &OpKey, weights: &mut dyn WeightSource) -> Result<ModelProt
 }
 
 /// Builds the ONNX model of a whole network, with input `[1, C, H, W]` of its first layer.
-pub fn network_model(net: &Network, weights: &mut dyn WeightSource) -> Result<ModelProto, BuildError> {
+pub fn network_model(
+    net: &Network,
+    weights: &mut dyn WeightSource,
+) -> Result<ModelProto, BuildError> {
     net.check_chain()?;
     let mut g = GraphBuilder { weights, graph: GraphProto::new(), counter: 0 };
     g.graph.name = "latency_tables".into();
@@ -227,7 +233,13 @@ impl GraphBuilder<'_> {
         format!("{prefix}.{what}_{}", self.counter)
     }
 
-    fn node(&mut self, op: &str, inputs: &[&str], output: String, attrs: Vec<AttributeProto>) -> String {
+    fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        output: String,
+        attrs: Vec<AttributeProto>,
+    ) -> String {
         let mut n = NodeProto::new();
         n.op_type = op.into();
         n.name = format!("{op}_{}", self.graph.node.len());
@@ -238,7 +250,12 @@ impl GraphBuilder<'_> {
         output
     }
 
-    fn initializer(&mut self, name: &str, shape: &[usize], role: Role) -> Result<String, BuildError> {
+    fn initializer(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        role: Role,
+    ) -> Result<String, BuildError> {
         let values = self.weights.tensor(name, shape, role)?;
         let mut t = TensorProto::new();
         t.name = name.into();
@@ -262,9 +279,14 @@ impl GraphBuilder<'_> {
         stride: u32,
         group: u32,
     ) -> Result<String, BuildError> {
-        let (cin, cout, k, group_u) = (cin as usize, cout as usize, kernel as usize, group as usize);
+        let (cin, cout, k, group_u) =
+            (cin as usize, cout as usize, kernel as usize, group as usize);
         let wshape = [cout, cin / group_u, k, k];
-        let weight = self.initializer(&format!("{name}.weight"), &wshape, Role::Kernel { fan_in: cin / group_u * k * k })?;
+        let weight = self.initializer(
+            &format!("{name}.weight"),
+            &wshape,
+            Role::Kernel { fan_in: cin / group_u * k * k },
+        )?;
         let bias = self.initializer(&format!("{name}.bias"), &[cout], Role::Bias)?;
         let (pt, pb) = same_padding(h, kernel, stride);
         let (pl, pr) = same_padding(w, kernel, stride);
@@ -307,16 +329,40 @@ impl GraphBuilder<'_> {
         }
     }
 
-    fn layer(&mut self, p: &str, key: &OpKey, x: &str, out: Option<&str>) -> Result<String, BuildError> {
+    fn layer(
+        &mut self,
+        p: &str,
+        key: &OpKey,
+        x: &str,
+        out: Option<&str>,
+    ) -> Result<String, BuildError> {
         let hw = (key.h, key.w);
         let ohw = key.output_hw();
         let y = match key.kind {
             OpKind::StemConv => {
-                let y = self.conv(&format!("{p}.conv"), x, hw, key.cin, key.cout, key.kernel, key.stride, 1)?;
+                let y = self.conv(
+                    &format!("{p}.conv"),
+                    x,
+                    hw,
+                    key.cin,
+                    key.cout,
+                    key.kernel,
+                    key.stride,
+                    1,
+                )?;
                 self.act(p, &y, key.act)
             }
             OpKind::SepConv => {
-                let d = self.conv(&format!("{p}.dw"), x, hw, key.cin, key.cin, key.kernel, key.stride, key.cin)?;
+                let d = self.conv(
+                    &format!("{p}.dw"),
+                    x,
+                    hw,
+                    key.cin,
+                    key.cin,
+                    key.kernel,
+                    key.stride,
+                    key.cin,
+                )?;
                 let d = self.act(p, &d, key.act);
                 let y = self.conv(&format!("{p}.pw"), &d, ohw, key.cin, key.cout, 1, 1, 1)?;
                 self.residual(p, x, y, key.residual)
@@ -447,8 +493,15 @@ mod tests {
         let key: OpKey = "head/7x7x8/o16/relu".parse().unwrap();
         let net = Network::new(vec![key.clone()]);
         let manifest = weight_manifest(&net).unwrap();
-        assert_eq!(manifest, vec![("l0.conv.weight".to_string(), vec![16, 8, 1, 1]), ("l0.conv.bias".into(), vec![16])]);
-        let mut given = GivenWeights::new(BTreeMap::from([("l0.conv.weight".to_string(), vec![1.0; 128])]));
+        assert_eq!(
+            manifest,
+            vec![
+                ("l0.conv.weight".to_string(), vec![16, 8, 1, 1]),
+                ("l0.conv.bias".into(), vec![16])
+            ]
+        );
+        let mut given =
+            GivenWeights::new(BTreeMap::from([("l0.conv.weight".to_string(), vec![1.0; 128])]));
         let err = op_model(&key, &mut given).unwrap_err().to_string();
         assert!(err.contains("l0.conv.bias") && err.contains("missing"), "{err}");
         let mut given = GivenWeights::new(BTreeMap::from([
@@ -466,6 +519,9 @@ mod tests {
             "sep/56x56x32/o16/k3/s1/relu".parse().unwrap(),
         ]);
         let err = network_model(&net, &mut SeededWeights::new(0)).unwrap_err().to_string();
-        assert!(err.contains("expects input 56x56x32") && err.contains("gives 112x112x32"), "{err}");
+        assert!(
+            err.contains("expects input 56x56x32") && err.contains("gives 112x112x32"),
+            "{err}"
+        );
     }
 }

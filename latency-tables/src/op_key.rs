@@ -78,7 +78,9 @@ impl Activation {
     }
 
     fn from_tag(tag: &str) -> Option<Activation> {
-        [Activation::None, Activation::Relu, Activation::HSwish].into_iter().find(|a| a.tag() == tag)
+        [Activation::None, Activation::Relu, Activation::HSwish]
+            .into_iter()
+            .find(|a| a.tag() == tag)
     }
 }
 
@@ -133,8 +135,28 @@ pub struct OpKey {
 
 impl OpKey {
     /// The stem convolution: `k×k`, stride `s`, `cin → cout`, followed by `act`.
-    pub fn stem(h: u32, w: u32, cin: u32, cout: u32, kernel: u32, stride: u32, act: Activation) -> Self {
-        OpKey { kind: OpKind::StemConv, h, w, cin, cout, kernel, stride, expanded: 0, se: 0, act, residual: false }
+    pub fn stem(
+        h: u32,
+        w: u32,
+        cin: u32,
+        cout: u32,
+        kernel: u32,
+        stride: u32,
+        act: Activation,
+    ) -> Self {
+        OpKey {
+            kind: OpKind::StemConv,
+            h,
+            w,
+            cin,
+            cout,
+            kernel,
+            stride,
+            expanded: 0,
+            se: 0,
+            act,
+            residual: false,
+        }
     }
 
     /// A separable convolution.
@@ -149,7 +171,19 @@ impl OpKey {
         act: Activation,
         residual: bool,
     ) -> Self {
-        OpKey { kind: OpKind::SepConv, h, w, cin, cout, kernel, stride, expanded: 0, se: 0, act, residual }
+        OpKey {
+            kind: OpKind::SepConv,
+            h,
+            w,
+            cin,
+            cout,
+            kernel,
+            stride,
+            expanded: 0,
+            se: 0,
+            act,
+            residual,
+        }
     }
 
     /// An inverted bottleneck with `expanded` absolute channels and `se` SE hidden channels.
@@ -166,7 +200,19 @@ impl OpKey {
         act: Activation,
         residual: bool,
     ) -> Self {
-        OpKey { kind: OpKind::Bottleneck, h, w, cin, cout, kernel, stride, expanded, se, act, residual }
+        OpKey {
+            kind: OpKind::Bottleneck,
+            h,
+            w,
+            cin,
+            cout,
+            kernel,
+            stride,
+            expanded,
+            se,
+            act,
+            residual,
+        }
     }
 
     /// A 1×1 head convolution followed by `act`.
@@ -244,7 +290,9 @@ impl OpKey {
         match self.kind {
             OpKind::StemConv => oh * ow * cout * cin * k * k,
             OpKind::SepConv => oh * ow * cin * k * k + oh * ow * cin * cout,
-            OpKind::Bottleneck => h * w * cin * e + oh * ow * e * k * k + 2 * e * se + oh * ow * e * cout,
+            OpKind::Bottleneck => {
+                h * w * cin * e + oh * ow * e * k * k + 2 * e * se + oh * ow * e * cout
+            }
             OpKind::HeadConv => h * w * cin * cout,
             OpKind::GlobalPool => h * w * cin,
             OpKind::Classifier => cin * cout,
@@ -264,7 +312,10 @@ impl OpKey {
                 return bad(format!("kernel must be odd and positive, got {}", self.kernel));
             }
             if self.stride == 0 || self.stride > self.kernel.max(2) {
-                return bad(format!("stride {} is not allowed with kernel {}", self.stride, self.kernel));
+                return bad(format!(
+                    "stride {} is not allowed with kernel {}",
+                    self.stride, self.kernel
+                ));
             }
         } else if self.kernel != 1 || self.stride != 1 {
             return bad(format!("{} takes no kernel or stride", self.kind.tag()));
@@ -299,7 +350,9 @@ impl OpKey {
                 return bad(format!("{} cannot be residual", self.kind.tag()));
             }
             if self.stride != 1 || self.cin != self.cout {
-                return bad("a residual layer needs stride 1 and equal input and output channels".into());
+                return bad(
+                    "a residual layer needs stride 1 and equal input and output channels".into()
+                );
             }
         }
         Ok(())
@@ -348,7 +401,10 @@ impl FromStr for OpKey {
             parts.pop();
         }
         let kind = OpKind::from_tag(parts[0]).ok_or_else(|| {
-            err(format!("unknown kind {:?} (expected one of stem, sep, ib, head, pool, fc)", parts[0]))
+            err(format!(
+                "unknown kind {:?} (expected one of stem, sep, ib, head, pool, fc)",
+                parts[0]
+            ))
         })?;
         let expected: &[&str] = match kind {
             OpKind::StemConv | OpKind::SepConv => &["HxWxC", "o", "k", "s", "act"],
@@ -383,11 +439,12 @@ impl FromStr for OpKey {
             num(rest, prefix)
         };
         let act = |text: &str| {
-            Activation::from_tag(text)
-                .filter(|a| *a != Activation::None)
-                .ok_or_else(|| err(format!("unknown activation {text:?} (expected relu or hswish)")))
+            Activation::from_tag(text).filter(|a| *a != Activation::None).ok_or_else(|| {
+                err(format!("unknown activation {text:?} (expected relu or hswish)"))
+            })
         };
-        let (h, w, cin) = (num(dims[0], "height")?, num(dims[1], "width")?, num(dims[2], "channels")?);
+        let (h, w, cin) =
+            (num(dims[0], "height")?, num(dims[1], "width")?, num(dims[2], "channels")?);
         let key = match kind {
             OpKind::StemConv => OpKey::stem(
                 h,
@@ -472,18 +529,28 @@ mod tests {
         prop_oneof![
             (hw.clone(), hw.clone(), c.clone(), c.clone(), k.clone(), 1u32..3, act.clone())
                 .prop_map(|(h, w, ci, co, k, s, a)| OpKey::stem(h, w, ci, co, k, s, a)),
-            (hw.clone(), c.clone(), c.clone(), k.clone(), 1u32..3, act.clone(), any::<bool>()).prop_map(
-                |(h, ci, co, k, s, a, r)| {
+            (hw.clone(), c.clone(), c.clone(), k.clone(), 1u32..3, act.clone(), any::<bool>())
+                .prop_map(|(h, ci, co, k, s, a, r)| {
                     let co = if r { ci } else { co };
                     OpKey::sep(h, h, ci, co, k, if r { 1 } else { s }, a, r)
-                }
-            ),
-            (hw.clone(), c.clone(), c.clone(), k, 1u32..3, c.clone(), 0u32..800, act.clone(), any::<bool>())
+                }),
+            (
+                hw.clone(),
+                c.clone(),
+                c.clone(),
+                k,
+                1u32..3,
+                c.clone(),
+                0u32..800,
+                act.clone(),
+                any::<bool>()
+            )
                 .prop_map(|(h, ci, co, k, s, e, se, a, r)| {
                     let co = if r { ci } else { co };
                     OpKey::bottleneck(h, h, ci, co, k, if r { 1 } else { s }, e, se, a, r)
                 }),
-            (hw.clone(), c.clone(), c.clone(), act).prop_map(|(h, ci, co, a)| OpKey::head(h, h, ci, co, a)),
+            (hw.clone(), c.clone(), c.clone(), act)
+                .prop_map(|(h, ci, co, a)| OpKey::head(h, h, ci, co, a)),
             (hw, c.clone()).prop_map(|(h, ch)| OpKey::pool(h, h, ch)),
             (c.clone(), c).prop_map(|(ci, co)| OpKey::classifier(ci, co)),
         ]

@@ -25,7 +25,11 @@ pub struct Plan {
 
 impl Plan {
     /// A plan of distinct keys in sorted (canonical string) order.
-    pub fn new(space: Option<String>, resolution: Option<u32>, keys: impl IntoIterator<Item = OpKey>) -> Plan {
+    pub fn new(
+        space: Option<String>,
+        resolution: Option<u32>,
+        keys: impl IntoIterator<Item = OpKey>,
+    ) -> Plan {
         let mut keys: Vec<OpKey> = keys.into_iter().collect();
         keys.sort_by_key(|k| k.to_string());
         keys.dedup();
@@ -35,7 +39,8 @@ impl Plan {
     /// Loads and checks a plan file.
     pub fn load(path: impl AsRef<Path>) -> Result<Plan, TableError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| TableError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TableError::Io { path: path.to_path_buf(), source })?;
         let plan: Plan = serde_json::from_str(&text).map_err(|e| TableError::Syntax {
             path: path.to_path_buf(),
             line: e.line(),
@@ -51,7 +56,10 @@ impl Plan {
         let mut seen = std::collections::HashSet::new();
         for key in &plan.keys {
             if !seen.insert(key) {
-                return Err(TableError::Invalid { path: path.to_path_buf(), message: format!("duplicate key {key}") });
+                return Err(TableError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("duplicate key {key}"),
+                });
             }
         }
         Ok(plan)
@@ -71,8 +79,13 @@ mod tests {
 
     #[test]
     fn plan_round_trip_and_checks() {
-        let keys: Vec<OpKey> = vec!["pool/7x7x1280".parse().unwrap(), "fc/1x1x1280/o1001".parse().unwrap()];
-        let plan = Plan::new(Some("proxylessnas".into()), Some(224), keys.iter().cloned().chain(keys.clone()));
+        let keys: Vec<OpKey> =
+            vec!["pool/7x7x1280".parse().unwrap(), "fc/1x1x1280/o1001".parse().unwrap()];
+        let plan = Plan::new(
+            Some("proxylessnas".into()),
+            Some(224),
+            keys.iter().cloned().chain(keys.clone()),
+        );
         assert_eq!(plan.count, 2);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("plan.json");

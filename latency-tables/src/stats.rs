@@ -32,8 +32,11 @@ impl LatencyStats {
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
         let mean = sorted.iter().sum::<f64>() / n as f64;
-        let var =
-            if n > 1 { sorted.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        let var = if n > 1 {
+            sorted.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
         Some(LatencyStats {
             n: n as u64,
             median: quantile(&sorted, 0.5),
@@ -56,8 +59,14 @@ impl LatencyStats {
 
     /// Names the first field that is NaN, infinite or negative, or an ordering violation.
     pub fn check(&self) -> Result<(), String> {
-        let fields =
-            [("median", self.median), ("p10", self.p10), ("p90", self.p90), ("mean", self.mean), ("std", self.std), ("min", self.min)];
+        let fields = [
+            ("median", self.median),
+            ("p10", self.p10),
+            ("p90", self.p90),
+            ("mean", self.mean),
+            ("std", self.std),
+            ("min", self.min),
+        ];
         for (name, v) in fields {
             if !v.is_finite() {
                 return Err(format!("{name} is not a finite number ({v})"));

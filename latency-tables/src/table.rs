@@ -242,14 +242,19 @@ impl LatencyTable {
         };
         if let Some(c) = &table.correction {
             if !(c.scale.is_finite() && c.scale > 0.0 && c.offset_us.is_finite()) {
-                return Err(invalid(format!("correction must have a positive finite scale and a finite offset, found {c:?}")));
+                return Err(invalid(format!(
+                    "correction must have a positive finite scale and a finite offset, found {c:?}"
+                )));
             }
         }
         for (i, entry) in file.entries.into_iter().enumerate() {
             let key = entry.key.to_string();
             entry.stats().check().map_err(|e| invalid(format!("entries[{i}] ({key}): {e}")))?;
             if !(entry.pass_spread.is_finite() && entry.pass_spread >= 0.0) {
-                return Err(invalid(format!("entries[{i}] ({key}): pass_spread must be ≥ 0, found {}", entry.pass_spread)));
+                return Err(invalid(format!(
+                    "entries[{i}] ({key}): pass_spread must be ≥ 0, found {}",
+                    entry.pass_spread
+                )));
             }
             if table.entries.insert(key.clone(), entry).is_some() {
                 return Err(invalid(format!("entries[{i}]: duplicate key {key}")));

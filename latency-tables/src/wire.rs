@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use crate::meta::{Fingerprint, Method};
 use crate::network::Network;
 use crate::op_key::OpKey;
-use crate::stats::LatencyStats;
 
 /// The protocol version spoken by this build. Bump on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -28,17 +27,21 @@ pub enum Request {
     },
     /// Asks for the device fingerprint.
     Info,
-    /// Measures op keys by the given method; one `Measured` or `Failed` response per key,
-    /// then `Done`.
+    /// Measures op keys for one pass of the method (warm-up, then timed samples); one
+    /// `Measured` or `Failed` response per key, then `Done`. The host runs `method.passes`
+    /// passes, rotating the key order between them.
     Measure {
         /// Request id, echoed in every response it causes.
         id: u64,
-        /// The keys, measured in this order (the host rotates the order between passes).
+        /// Which pass this is (echoed; also selects the canary's baseline).
+        pass: u32,
+        /// The keys, measured in this order.
         keys: Vec<OpKey>,
         /// How to measure.
         method: Method,
     },
-    /// Builds a whole network on the device and measures it end to end.
+    /// Builds a whole network on the device and measures it end to end (all passes of the
+    /// method, back to back); one `Measured` or `Failed`, then `Done`.
     MeasureNetwork {
         /// Request id.
         id: u64,
@@ -84,17 +87,20 @@ pub enum Response {
         /// The device fingerprint.
         fingerprint: Fingerprint,
     },
-    /// One finished measurement.
+    /// One finished measurement: the timed samples of one pass (or of all passes, for a
+    /// network). Each sample is the mean time of `batch` back-to-back runs, in µs.
     Measured {
         /// The request id.
         id: u64,
+        /// The pass (echoed from the request; `None` for a whole network).
+        pass: Option<u32>,
         /// What was measured.
         subject: Subject,
-        /// Statistics over all passes (µs).
-        stats: LatencyStats,
-        /// Relative spread of per-pass medians.
-        pass_spread: f64,
-        /// Whether throttling was seen.
+        /// Timed samples (µs per run).
+        samples_us: Vec<f64>,
+        /// Runs averaged into each sample.
+        batch: u32,
+        /// Whether a frequency drop or thermal limit was seen around this measurement.
         throttled: bool,
     },
     /// One measurement that failed (the agent keeps serving).
@@ -157,8 +163,12 @@ mod tests {
         let reqs = vec![
             Request::Hello { protocol: PROTOCOL_VERSION, client: "tunas 0.0.0".into() },
             Request::Info,
-            Request::Measure { id: 3, keys: vec![key.clone()], method: Method::default() },
-            Request::MeasureNetwork { id: 4, network: Network::new(vec![key.clone()]), method: Method::default() },
+            Request::Measure { id: 3, pass: 0, keys: vec![key.clone()], method: Method::default() },
+            Request::MeasureNetwork {
+                id: 4,
+                network: Network::new(vec![key.clone()]),
+                method: Method::default(),
+            },
             Request::Shutdown,
         ];
         for r in reqs {
@@ -167,8 +177,14 @@ mod tests {
         }
         let text = serde_json::to_string(&Request::Info).unwrap();
         assert_eq!(text, r#"{"type":"info"}"#);
-        let stats = LatencyStats::from_samples(&[1.0, 2.0]).unwrap();
-        let resp = Response::Measured { id: 3, subject: Subject::Key(key), stats, pass_spread: 0.0, throttled: false };
+        let resp = Response::Measured {
+            id: 3,
+            pass: Some(1),
+            subject: Subject::Key(key),
+            samples_us: vec![1.5, 2.25],
+            batch: 4,
+            throttled: false,
+        };
         let text = serde_json::to_string(&resp).unwrap();
         assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), resp);
     }
@@ -176,7 +192,10 @@ mod tests {
     #[test]
     fn unknown_messages_are_errors() {
         assert!(serde_json::from_str::<Request>(r#"{"type":"reboot"}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"type":"hello","protocol":1,"client":"h","x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(
+            r#"{"type":"hello","protocol":1,"client":"h","x":1}"#
+        )
+        .is_err());
         assert!(serde_json::from_str::<Request>(r#"{"type":"hello","protocol":1}"#).is_err());
     }
 

@@ -33,7 +33,8 @@ pub fn arch_text(arg: &str) -> anyhow::Result<String> {
     use anyhow::Context;
     let path = std::path::Path::new(arg);
     if !arg.contains(':') && path.is_file() {
-        return std::fs::read_to_string(path).with_context(|| format!("reading architecture file {arg}"));
+        return std::fs::read_to_string(path)
+            .with_context(|| format!("reading architecture file {arg}"));
     }
     Ok(arg.to_string())
 }
@@ -59,7 +60,13 @@ impl Cmd {
         }
         if self.breakdown {
             for row in &b.rows {
-                writeln!(out, "{:<34} {:>10.3} ms  {}", row.name, row.ms, row.key.as_deref().unwrap_or(""))?;
+                writeln!(
+                    out,
+                    "{:<34} {:>10.3} ms  {}",
+                    row.name,
+                    row.ms,
+                    row.key.as_deref().unwrap_or("")
+                )?;
             }
             writeln!(out, "{:<34} {:>10.3} ms", "total", b.total_ms)?;
         } else {

@@ -36,9 +36,17 @@ impl Cmd {
             let n = plan.keys.iter().filter(|k| k.kind == kind).count();
             by_kind.push_str(&format!(" {}={n}", kind.tag()));
         }
-        eprintln!("{}: {} distinct op keys at {}x{} ({})", space.name, plan.count, self.resolution, self.resolution, by_kind.trim());
+        eprintln!(
+            "{}: {} distinct op keys at {}x{} ({})",
+            space.name,
+            plan.count,
+            self.resolution,
+            self.resolution,
+            by_kind.trim()
+        );
         match &self.out {
-            Some(path) => std::fs::write(path, plan.to_json()).with_context(|| format!("writing {}", path.display()))?,
+            Some(path) => std::fs::write(path, plan.to_json())
+                .with_context(|| format!("writing {}", path.display()))?,
             None => write!(out, "{}", plan.to_json())?,
         }
         Ok(0)

@@ -29,7 +29,8 @@ impl Cmd {
             Cmd::List => {
                 for name in space_names() {
                     let s = SearchSpace::by_name(name)?;
-                    writeln!(out, 
+                    writeln!(
+                        out,
                         "{:<24} {:<22} {:>3} decisions  {:>9.2e} architectures  T0 = {} ms",
                         s.name,
                         s.paper_name,
@@ -64,7 +65,11 @@ impl Cmd {
                     writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
                     return Ok(0);
                 }
-                writeln!(out, "{} ({}; reference code: {})", s.name, s.paper_name, s.reference_name)?;
+                writeln!(
+                    out,
+                    "{} ({}; reference code: {})",
+                    s.name, s.paper_name, s.reference_name
+                )?;
                 writeln!(out, "{} decisions, {:.2e} architectures (every combination, inactive ones included)", s.len(), s.cardinality())?;
                 writeln!(out, "default latency target T0 = {} ms", s.default_target_ms)?;
                 writeln!(out)?;
@@ -73,7 +78,8 @@ impl Cmd {
                         crate::space::Tag::Op => "op",
                         crate::space::Tag::Filters => "filters",
                     };
-                    let choices: Vec<String> = (0..d.num_choices()).map(|c| format!("{c}={}", d.label(c))).collect();
+                    let choices: Vec<String> =
+                        (0..d.num_choices()).map(|c| format!("{c}={}", d.label(c))).collect();
                     writeln!(out, "{i:>3}  {:<40} {tag:<8} {}", d.name, choices.join(" "))?;
                 }
                 writeln!(out)?;

@@ -41,7 +41,11 @@ impl LatencyModel for MeasuredTable {
             match self.table.get(key) {
                 Some(entry) => {
                     sum_us += entry.median;
-                    rows.push(BreakdownRow { name: layer.name.clone(), key: Some(key.to_string()), ms: entry.median / 1e3 });
+                    rows.push(BreakdownRow {
+                        name: layer.name.clone(),
+                        key: Some(key.to_string()),
+                        ms: entry.median / 1e3,
+                    });
                 }
                 None => missing.push(key.to_string()),
             }
@@ -52,7 +56,11 @@ impl LatencyModel for MeasuredTable {
         let total_us = match &self.table.correction {
             Some(c) => {
                 let corrected = c.apply(sum_us);
-                rows.push(BreakdownRow { name: "correction".into(), key: None, ms: (corrected - sum_us) / 1e3 });
+                rows.push(BreakdownRow {
+                    name: "correction".into(),
+                    key: None,
+                    ms: (corrected - sum_us) / 1e3,
+                });
                 corrected
             }
             None => sum_us,
@@ -71,7 +79,12 @@ mod tests {
         let net = space.resolve(arch, 224).network;
         for key in net.layers.iter().take(net.layers.len() - skip_last) {
             let v = fake_us(key);
-            t.insert(Entry::new(key.clone(), LatencyStats::from_samples(&[v]).unwrap(), 0.0, false));
+            t.insert(Entry::new(
+                key.clone(),
+                LatencyStats::from_samples(&[v]).unwrap(),
+                0.0,
+                false,
+            ));
         }
         t
     }

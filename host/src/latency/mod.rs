@@ -63,15 +63,22 @@ pub trait LatencyModel {
 }
 
 /// Loads `pixel1` or a table file for `space`.
-pub fn load_model(spec: &str, space: &SearchSpace, resolution: u32) -> anyhow::Result<Box<dyn LatencyModel>> {
+pub fn load_model(
+    spec: &str,
+    space: &SearchSpace,
+    resolution: u32,
+) -> anyhow::Result<Box<dyn LatencyModel>> {
     use anyhow::Context;
     if spec == "pixel1" {
         if resolution != 224 {
-            anyhow::bail!("the pixel1 model only knows the 224×224 deployment resolution (got {resolution})");
+            anyhow::bail!(
+                "the pixel1 model only knows the 224×224 deployment resolution (got {resolution})"
+            );
         }
         return Ok(Box::new(Pixel1CostModel::for_space(space)?));
     }
-    let table = latency_tables::LatencyTable::load(spec)
-        .with_context(|| format!("loading latency model {spec:?} (expected `pixel1` or a table file)"))?;
+    let table = latency_tables::LatencyTable::load(spec).with_context(|| {
+        format!("loading latency model {spec:?} (expected `pixel1` or a table file)")
+    })?;
     Ok(Box::new(MeasuredTable::new(table, spec, space.clone(), resolution)))
 }

@@ -68,7 +68,9 @@ struct SpaceData {
 fn data() -> &'static DataFile {
     static PARSED: OnceLock<DataFile> = OnceLock::new();
     // The file is embedded at build time and checked by the tests below.
-    PARSED.get_or_init(|| serde_json::from_str(DATA).expect("embedded Pixel 1 cost model is valid JSON"))
+    PARSED.get_or_init(|| {
+        serde_json::from_str(DATA).expect("embedded Pixel 1 cost model is valid JSON")
+    })
 }
 
 /// The Pixel 1 cost model of one search space.
@@ -238,7 +240,12 @@ mod tests {
                         model.masked(&model.warmup_masks()).total_ms
                     }
                 };
-                assert!((got - tv.cost_ms).abs() < 1e-5, "{name} {}: got {got}, expected {}", tv.name, tv.cost_ms);
+                assert!(
+                    (got - tv.cost_ms).abs() < 1e-5,
+                    "{name} {}: got {got}, expected {}",
+                    tv.name,
+                    tv.cost_ms
+                );
                 checked += 1;
             }
         }

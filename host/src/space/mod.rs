@@ -14,7 +14,7 @@ use latency_tables::Activation;
 use serde::{Deserialize, Serialize};
 
 pub use named::{reference_architectures, space_names, RefArch};
-pub use resolve::{ResolvedLayer, Resolved};
+pub use resolve::{Resolved, ResolvedLayer};
 
 /// `scale_filters(f, m, 8)` of the reference code: `max(8, 8·floor(f·m/8 + 0.5))`.
 pub fn scale_filters(filters: f64, multiplier: f64) -> u32 {
@@ -77,7 +77,9 @@ impl Decision {
     /// Number of choices.
     pub fn num_choices(&self) -> usize {
         match &self.kind {
-            DecisionKind::Filters(v) | DecisionKind::Kernel(v) | DecisionKind::Expansion(v) => v.len(),
+            DecisionKind::Filters(v) | DecisionKind::Kernel(v) | DecisionKind::Expansion(v) => {
+                v.len()
+            }
             DecisionKind::Se | DecisionKind::Skip => 2,
             DecisionKind::Fixed(_) => 1,
         }
@@ -228,16 +230,23 @@ impl SearchSpace {
     /// (`[0, 1, …]` or `{"indices": "0:1:…"}` / `{"indices": [0, 1, …]}`).
     pub fn parse_arch(&self, text: &str) -> Result<Architecture, SpaceError> {
         let text = text.trim();
-        if let Some(r) = reference_architectures(self.name).into_iter().find(|r| r.name.eq_ignore_ascii_case(text)) {
+        if let Some(r) = reference_architectures(self.name)
+            .into_iter()
+            .find(|r| r.name.eq_ignore_ascii_case(text))
+        {
             return self.parse_arch(r.indices);
         }
         if text.starts_with('[') || text.starts_with('{') {
-            let json: ArchJson = serde_json::from_str(text)
-                .map_err(|e| SpaceError::BadArch { reason: format!("not an architecture in JSON: {e}") })?;
+            let json: ArchJson = serde_json::from_str(text).map_err(|e| SpaceError::BadArch {
+                reason: format!("not an architecture in JSON: {e}"),
+            })?;
             if let Some(space) = &json.space {
                 if SearchSpace::by_name(space)?.name != self.name {
                     return Err(SpaceError::BadArch {
-                        reason: format!("the JSON is an architecture of {space}, not of {}", self.name),
+                        reason: format!(
+                            "the JSON is an architecture of {space}, not of {}",
+                            self.name
+                        ),
                     });
                 }
             }
@@ -265,7 +274,11 @@ impl SearchSpace {
     /// Checks the count and range of indices.
     pub fn check_arch(&self, indices: Vec<usize>) -> Result<Architecture, SpaceError> {
         if indices.len() != self.len() {
-            return Err(SpaceError::WrongCount { space: self.name, expected: self.len(), got: indices.len() });
+            return Err(SpaceError::WrongCount {
+                space: self.name,
+                expected: self.len(),
+                got: indices.len(),
+            });
         }
         for (i, (&v, d)) in indices.iter().zip(&self.decisions).enumerate() {
             if v >= d.num_choices() {
@@ -274,7 +287,10 @@ impl SearchSpace {
                     name: d.name.clone(),
                     value: v,
                     max: d.num_choices() - 1,
-                    choices: (0..d.num_choices()).map(|c| format!("{c}={}", d.label(c))).collect::<Vec<_>>().join(" "),
+                    choices: (0..d.num_choices())
+                        .map(|c| format!("{c}={}", d.label(c)))
+                        .collect::<Vec<_>>()
+                        .join(" "),
                 });
             }
         }

@@ -98,7 +98,8 @@ impl Builder {
     ) -> LayerSpec {
         let p = format!("{block}/layer{layer}");
         let kernel = self.add(format!("{p}/kernel"), DecisionKind::Kernel(vec![3, 5, 7]));
-        let expansion = self.add(format!("{p}/expansion"), DecisionKind::Expansion(expansions.to_vec()));
+        let expansion =
+            self.add(format!("{p}/expansion"), DecisionKind::Expansion(expansions.to_vec()));
         let se = search_se.then(|| self.add(format!("{p}/se"), DecisionKind::Se));
         let skip = if skippable {
             Some(self.add(format!("{p}/skip"), DecisionKind::Skip))
@@ -125,7 +126,17 @@ impl Builder {
         filters: Vec<u32>,
     ) {
         let layers = (0..n)
-            .map(|i| self.bottleneck(name, i, expansions, search_se, i > 0, if i == 0 { stride } else { 1 }, act))
+            .map(|i| {
+                self.bottleneck(
+                    name,
+                    i,
+                    expansions,
+                    search_se,
+                    i > 0,
+                    if i == 0 { stride } else { 1 },
+                    act,
+                )
+            })
             .collect();
         self.block(name, layers, filters);
     }
@@ -135,7 +146,8 @@ fn choices(base: u32, searched: bool) -> Vec<u32> {
     if !searched {
         return vec![base];
     }
-    let mut v: Vec<u32> = MULTIPLIERS.iter().map(|&m| super::scale_filters(f64::from(base), m)).collect();
+    let mut v: Vec<u32> =
+        MULTIPLIERS.iter().map(|&m| super::scale_filters(f64::from(base), m)).collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -143,11 +155,19 @@ fn choices(base: u32, searched: bool) -> Vec<u32> {
 
 /// `proxylessnas_search` (fixed widths) or `proxylessnas_enlarged_search` (searched widths).
 fn proxylessnas(enlarged: bool) -> SearchSpace {
-    let base: [u32; 9] =
-        if enlarged { [16, 16, 16, 32, 64, 128, 256, 512, 1024] } else { [32, 16, 32, 40, 80, 96, 192, 320, 1280] };
+    let base: [u32; 9] = if enlarged {
+        [16, 16, 16, 32, 64, 128, 256, 512, 1024]
+    } else {
+        [32, 16, 32, 40, 80, 96, 192, 320, 1280]
+    };
     let mut b = Builder::new();
-    b.block("stem", vec![LayerSpec::Conv { kernel: Param::Fixed(3), stride: 2, act: Relu }], choices(base[0], enlarged));
-    let k = b.add("block1_sepconv/layer0/sepconv_kernel".into(), DecisionKind::Kernel(vec![3, 5, 7]));
+    b.block(
+        "stem",
+        vec![LayerSpec::Conv { kernel: Param::Fixed(3), stride: 2, act: Relu }],
+        choices(base[0], enlarged),
+    );
+    let k =
+        b.add("block1_sepconv/layer0/sepconv_kernel".into(), DecisionKind::Kernel(vec![3, 5, 7]));
     b.block(
         "block1_sepconv",
         vec![LayerSpec::SepConv { kernel: Param::Decision(k), skip: None, stride: 1, act: Relu }],
@@ -155,12 +175,24 @@ fn proxylessnas(enlarged: bool) -> SearchSpace {
     );
     let stages = [(4, 2), (4, 2), (4, 2), (4, 1), (4, 2), (1, 1)];
     for (i, &(n, stride)) in stages.iter().enumerate() {
-        b.bottleneck_block(&format!("block{}", i + 2), n, stride, &[3, 6], false, Relu, choices(base[i + 2], enlarged));
+        b.bottleneck_block(
+            &format!("block{}", i + 2),
+            n,
+            stride,
+            &[3, 6],
+            false,
+            Relu,
+            choices(base[i + 2], enlarged),
+        );
     }
     b.block("head", vec![LayerSpec::Head { act: Relu, pool: true }], choices(base[8], enlarged));
     SearchSpace {
         name: if enlarged { "proxylessnas-enlarged" } else { "proxylessnas" },
-        reference_name: if enlarged { "proxylessnas_enlarged_search" } else { "proxylessnas_search" },
+        reference_name: if enlarged {
+            "proxylessnas_enlarged_search"
+        } else {
+            "proxylessnas_search"
+        },
         paper_name: if enlarged { "ProxylessNAS-Enlarged" } else { "ProxylessNAS" },
         decisions: b.decisions,
         blocks: b.blocks,
@@ -180,13 +212,26 @@ fn mobilenet_v3_like() -> SearchSpace {
         "stem",
         vec![
             LayerSpec::Conv { kernel: Param::Decision(stem_k), stride: 2, act: HSwish },
-            LayerSpec::SepConv { kernel: Param::Decision(sep_k), skip: Some(sep_skip), stride: 1, act: Relu },
+            LayerSpec::SepConv {
+                kernel: Param::Decision(sep_k),
+                skip: Some(sep_skip),
+                stride: 1,
+                act: Relu,
+            },
         ],
         choices(base[0], true),
     );
     let stages = [(2, Relu), (2, Relu), (2, HSwish), (1, HSwish), (2, HSwish)];
     for (i, &(stride, act)) in stages.iter().enumerate() {
-        b.bottleneck_block(&format!("block{}", i + 1), 4, stride, &[1, 2, 3, 4, 5, 6], true, act, choices(base[i + 1], true));
+        b.bottleneck_block(
+            &format!("block{}", i + 1),
+            4,
+            stride,
+            &[1, 2, 3, 4, 5, 6],
+            true,
+            act,
+            choices(base[i + 1], true),
+        );
     }
     b.block("head1", vec![LayerSpec::Head { act: HSwish, pool: true }], choices(base[6], true));
     b.block("head2", vec![LayerSpec::Head { act: HSwish, pool: false }], choices(base[7], true));

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use latency_tables::{Network, OpKey};
 
-use super::{se_hidden, scale_filters, Architecture, DecisionKind, LayerSpec, Param, SearchSpace};
+use super::{scale_filters, se_hidden, Architecture, DecisionKind, LayerSpec, Param, SearchSpace};
 
 /// One layer of a resolved architecture.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +48,10 @@ fn layer_keys(
             if skip.is_some_and(|s| pick(s) == 1) {
                 return (vec![], (h, w));
             }
-            (vec![OpKey::sep(h, w, cin, cout, param(kernel), stride, act, skip.is_some())], down(stride))
+            (
+                vec![OpKey::sep(h, w, cin, cout, param(kernel), stride, act, skip.is_some())],
+                down(stride),
+            )
         }
         LayerSpec::Bottleneck { kernel, expansion, se, skip, stride, act } => {
             if skip.is_some_and(|s| pick(s) == 1) {
@@ -56,7 +59,18 @@ fn layer_keys(
             }
             let expanded = scale_filters(f64::from(cin), f64::from(value(expansion)));
             let se = if se.is_some_and(|s| pick(s) == 1) { se_hidden(expanded) } else { 0 };
-            let key = OpKey::bottleneck(h, w, cin, cout, value(kernel), stride, expanded, se, act, skip.is_some());
+            let key = OpKey::bottleneck(
+                h,
+                w,
+                cin,
+                cout,
+                value(kernel),
+                stride,
+                expanded,
+                se,
+                act,
+                skip.is_some(),
+            );
             (vec![key], down(stride))
         }
         LayerSpec::Head { act, pool } => {
@@ -125,7 +139,10 @@ impl SearchSpace {
                 cin = cout;
             }
         }
-        layers.push(ResolvedLayer { name: "classifier".into(), key: Some(OpKey::classifier(cin, self.classes)) });
+        layers.push(ResolvedLayer {
+            name: "classifier".into(),
+            key: Some(OpKey::classifier(cin, self.classes)),
+        });
         let network = Network::new(layers.iter().filter_map(|l| l.key.clone()).collect());
         Resolved { layers, network }
     }
@@ -139,7 +156,8 @@ impl SearchSpace {
             let outs = filters_of(self, block.filters).to_vec();
             for (i, spec) in block.layers.iter().enumerate() {
                 let locals = local_decisions(spec);
-                let radices: Vec<usize> = locals.iter().map(|&d| self.decisions[d].num_choices()).collect();
+                let radices: Vec<usize> =
+                    locals.iter().map(|&d| self.decisions[d].num_choices()).collect();
                 let combos: usize = radices.iter().product();
                 let mut out_hw = hw;
                 for &cout in &outs {
@@ -152,7 +170,9 @@ impl SearchSpace {
                                 digits[slot] = rest % r;
                                 rest /= r;
                             }
-                            let pick = |d: usize| locals.iter().position(|&x| x == d).map_or(0, |p| digits[p]);
+                            let pick = |d: usize| {
+                                locals.iter().position(|&x| x == d).map_or(0, |p| digits[p])
+                            };
                             let (layer, out) = layer_keys(self, spec, hw, cin, cout, &pick);
                             keys.extend(layer);
                             out_hw = out;
@@ -223,7 +243,9 @@ mod tests {
                     .decisions
                     .iter()
                     .map(|d| {
-                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
                         ((seed >> 33) as usize) % d.num_choices()
                     })
                     .collect();

@@ -1,0 +1,325 @@
+//! The measurement method (`measurement.md` §5): warm-up, batched timed samples, a canary that
+//! detects drift, and throttling flags.
+//!
+//! One *pass* measures a list of keys once each. Results are released in groups: after every
+//! `canary_every` keys the canary block is re-timed; when it drifted beyond
+//! `canary_threshold` from its baseline, the agent pauses `cooldown_secs` and re-measures the
+//! keys since the last good canary before releasing them. Callers run `method.passes` passes
+//! in rotated order and merge the samples (`latency_tables::journal::Collected`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use latency_tables::{onnx, Method, Network, OpKey};
+
+use crate::engine::{Engine, Runnable};
+use crate::sysinfo;
+
+/// The fixed canary block: one MBConv at 56×56.
+pub const CANARY: &str = "ib/56x56x24/o24/k3/s1/e72/se0/relu/res";
+
+/// Settings of the agent beyond the table's method.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// CPUs the measuring thread is pinned to (sampled for throttling).
+    pub cpus: Vec<u32>,
+    /// A thermal zone at or above this temperature flags a measurement.
+    pub thermal_limit_c: f64,
+}
+
+/// Timed samples of one subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    /// µs per run, one value per sample.
+    pub samples_us: Vec<f64>,
+    /// Runs per sample.
+    pub batch: u32,
+    /// Whether throttling was seen.
+    pub throttled: bool,
+}
+
+impl Timing {
+    /// Median of the samples.
+    pub fn median(&self) -> f64 {
+        let mut v = self.samples_us.clone();
+        v.sort_by(f64::total_cmp);
+        latency_tables::stats::quantile(&v, 0.5)
+    }
+}
+
+/// Warm-up then timed samples of one prepared model, by `method`.
+///
+/// Warm-up: at least `warmup_runs` runs and `warmup_secs`. Then each sample averages `batch`
+/// back-to-back runs, with `batch` chosen so a sample lasts at least `min_sample_secs`; samples
+/// are taken until there are at least `runs` runs and `pass_secs` seconds.
+pub fn time_runnable(
+    r: &mut dyn Runnable,
+    method: &Method,
+    placement: &Placement,
+) -> Result<Timing> {
+    let before = sysinfo::sample(&placement.cpus);
+    let start = Instant::now();
+    let mut warm = 0u32;
+    while warm < method.warmup_runs.max(1) || start.elapsed().as_secs_f64() < method.warmup_secs {
+        r.run()?;
+        warm += 1;
+    }
+    let per_run = start.elapsed().as_secs_f64() / f64::from(warm);
+    let batch = ((method.min_sample_secs / per_run.max(1e-9)).ceil() as u32).clamp(1, 1_000_000);
+    let mut samples_us = Vec::new();
+    let mut runs = 0u32;
+    let timed = Instant::now();
+    while runs < method.runs.max(1) || timed.elapsed().as_secs_f64() < method.pass_secs {
+        let t = Instant::now();
+        for _ in 0..batch {
+            r.run()?;
+        }
+        samples_us.push(t.elapsed().as_secs_f64() * 1e6 / f64::from(batch));
+        runs += batch;
+    }
+    let after = sysinfo::sample(&placement.cpus);
+    Ok(Timing {
+        samples_us,
+        batch,
+        throttled: sysinfo::throttled(&before, &after, placement.thermal_limit_c),
+    })
+}
+
+/// Builds `key` as ONNX, prepares it and times it.
+pub fn time_key(
+    engine: &dyn Engine,
+    key: &OpKey,
+    method: &Method,
+    placement: &Placement,
+) -> Result<Timing> {
+    let bytes = onnx::op_bytes(key, method.seed).with_context(|| format!("building {key}"))?;
+    let shape = [1, key.cin as usize, key.h as usize, key.w as usize];
+    let mut r = engine
+        .prepare(&bytes, Some(&shape), method.seed)
+        .with_context(|| format!("preparing {key}"))?;
+    time_runnable(r.as_mut(), method, placement).with_context(|| format!("running {key}"))
+}
+
+/// Builds a whole network and times it with every pass of the method back to back.
+pub fn time_network(
+    engine: &dyn Engine,
+    net: &Network,
+    method: &Method,
+    placement: &Placement,
+) -> Result<Timing> {
+    let bytes = onnx::network_bytes(net, method.seed)?;
+    let shape = net.input_shape().map(|(h, w, c)| [1, c as usize, h as usize, w as usize]);
+    let mut r = engine.prepare(&bytes, shape.as_ref().map(|s| &s[..]), method.seed)?;
+    time_model(r.as_mut(), method, placement)
+}
+
+/// Times a prepared model with every pass of the method back to back (samples concatenated).
+pub fn time_model(r: &mut dyn Runnable, method: &Method, placement: &Placement) -> Result<Timing> {
+    let mut all = Timing { samples_us: Vec::new(), batch: 1, throttled: false };
+    for _ in 0..method.passes.max(1) {
+        let t = time_runnable(r, method, placement)?;
+        all.samples_us.extend(t.samples_us);
+        all.batch = t.batch;
+        all.throttled |= t.throttled;
+    }
+    Ok(all)
+}
+
+/// The canary: prepared once, re-timed between groups of keys, compared with its baseline.
+pub struct Canary {
+    runnable: Box<dyn Runnable>,
+    baseline_us: Option<f64>,
+    /// How many times a drift was detected (and keys re-measured).
+    pub drifts: u32,
+}
+
+impl std::fmt::Debug for Canary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Canary")
+            .field("baseline_us", &self.baseline_us)
+            .field("drifts", &self.drifts)
+            .finish()
+    }
+}
+
+impl Canary {
+    /// Prepares the canary block.
+    pub fn new(engine: &dyn Engine, method: &Method) -> Result<Canary> {
+        let key: OpKey = CANARY.parse()?;
+        let bytes = onnx::op_bytes(&key, method.seed)?;
+        let shape = [1, key.cin as usize, key.h as usize, key.w as usize];
+        Ok(Canary {
+            runnable: engine.prepare(&bytes, Some(&shape), method.seed)?,
+            baseline_us: None,
+            drifts: 0,
+        })
+    }
+
+    /// The canary's method: the same warm-up, a quarter of the timed budget.
+    fn method(method: &Method) -> Method {
+        Method {
+            pass_secs: method.pass_secs / 4.0,
+            runs: method.runs.div_ceil(2),
+            ..method.clone()
+        }
+    }
+
+    /// Times the canary; `true` when it is within the threshold of its baseline (the first
+    /// timing becomes the baseline).
+    pub fn check(&mut self, method: &Method, placement: &Placement) -> Result<bool> {
+        let median =
+            time_runnable(self.runnable.as_mut(), &Self::method(method), placement)?.median();
+        match self.baseline_us {
+            None => {
+                self.baseline_us = Some(median);
+                Ok(true)
+            }
+            Some(base) => Ok(((median - base) / base).abs() <= method.canary_threshold),
+        }
+    }
+
+    /// The baseline median in µs.
+    pub fn baseline_us(&self) -> Option<f64> {
+        self.baseline_us
+    }
+}
+
+/// Runs one pass over `keys`, calling `emit` for every key's result in order. Results are
+/// released after each good canary (see the module docs). At most `max_redos` re-measurements
+/// per group; after that the group is released with `throttled` set.
+pub fn run_pass(
+    engine: &dyn Engine,
+    keys: &[OpKey],
+    method: &Method,
+    placement: &Placement,
+    canary: &mut Option<Canary>,
+    emit: &mut dyn FnMut(&OpKey, Result<Timing>) -> Result<()>,
+) -> Result<()> {
+    const MAX_REDOS: u32 = 3;
+    let group =
+        if method.canary_every == 0 { keys.len().max(1) } else { method.canary_every as usize };
+    if let Some(c) = canary.as_mut() {
+        if c.baseline_us.is_none() {
+            c.check(method, placement)?;
+        }
+    }
+    for chunk in keys.chunks(group) {
+        let mut redos = 0;
+        loop {
+            let results: Vec<(OpKey, Result<Timing>)> =
+                chunk.iter().map(|k| (k.clone(), time_key(engine, k, method, placement))).collect();
+            let good = match canary.as_mut() {
+                Some(c) if method.canary_every > 0 => c.check(method, placement)?,
+                _ => true,
+            };
+            if good || redos >= MAX_REDOS {
+                for (key, mut res) in results {
+                    if let (Ok(t), false) = (&mut res, good) {
+                        t.throttled = true;
+                    }
+                    emit(&key, res)?;
+                }
+                break;
+            }
+            redos += 1;
+            if let Some(c) = canary.as_mut() {
+                c.drifts += 1;
+            }
+            log_line(&format!(
+                "canary drifted beyond {:.0}%: cooling down {:.0} s and re-measuring {} keys",
+                method.canary_threshold * 100.0,
+                method.cooldown_secs,
+                chunk.len()
+            ));
+            std::thread::sleep(Duration::from_secs_f64(method.cooldown_secs.max(0.0)));
+            // Re-baseline-free: the canary must come back to its first-pass value.
+        }
+    }
+    Ok(())
+}
+
+/// The rotated key order of pass `pass` of `passes`: pass p starts `p·len/passes` keys later,
+/// so every key sits early, middle and late once and slow drift becomes noise.
+pub fn rotated(keys: &[OpKey], pass: u32, passes: u32) -> Vec<OpKey> {
+    if keys.is_empty() {
+        return vec![];
+    }
+    let shift = (pass as usize * keys.len()) / passes.max(1) as usize % keys.len();
+    keys[shift..].iter().chain(&keys[..shift]).cloned().collect()
+}
+
+/// A message for people, on stderr.
+pub fn log_line(msg: &str) {
+    eprintln!("device-agent: {msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::FakeEngine;
+
+    fn quick() -> Method {
+        Method {
+            warmup_runs: 2,
+            warmup_secs: 0.0,
+            runs: 5,
+            pass_secs: 0.01,
+            min_sample_secs: 0.0005,
+            passes: 2,
+            canary_every: 2,
+            cooldown_secs: 0.0,
+            ..Method::default()
+        }
+    }
+
+    fn placement() -> Placement {
+        Placement { cpus: vec![0], thermal_limit_c: 200.0 }
+    }
+
+    #[test]
+    fn timing_meets_the_run_and_time_minimums() {
+        let engine = FakeEngine::default();
+        let key: OpKey = "pool/7x7x64".parse().unwrap();
+        let m = quick();
+        let t = time_key(&engine, &key, &m, &placement()).unwrap();
+        assert!(t.samples_us.len() as u32 * t.batch >= m.runs);
+        assert!(t.samples_us.iter().all(|&s| s > 0.0));
+        assert!(t.batch >= 1);
+    }
+
+    #[test]
+    fn a_pass_emits_every_key_once_in_order_with_failures_as_errors() {
+        let engine = FakeEngine { ns_per_byte: 0.01, fail_modulo: 0 };
+        let keys: Vec<OpKey> =
+            ["pool/7x7x64", "fc/1x1x64/o10", "head/7x7x8/o16/relu", "pool/7x7x8", "pool/3x3x8"]
+                .iter()
+                .map(|k| k.parse().unwrap())
+                .collect();
+        let mut canary = Some(Canary::new(&engine, &quick()).unwrap());
+        let mut seen = Vec::new();
+        run_pass(&engine, &keys, &quick(), &placement(), &mut canary, &mut |k, r| {
+            seen.push((k.clone(), r.is_ok()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), keys);
+        assert!(seen.iter().all(|(_, ok)| *ok));
+        let failing = FakeEngine { ns_per_byte: 0.01, fail_modulo: 1 };
+        let mut errors = 0;
+        run_pass(&failing, &keys[..2], &quick(), &placement(), &mut None, &mut |_, r| {
+            errors += usize::from(r.is_err());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(errors, 2);
+    }
+
+    #[test]
+    fn rotation_moves_every_key() {
+        let keys: Vec<OpKey> = (1..=6).map(|c| format!("pool/7x7x{c}").parse().unwrap()).collect();
+        assert_eq!(rotated(&keys, 0, 3), keys);
+        assert_eq!(rotated(&keys, 1, 3)[0], keys[2]);
+        assert_eq!(rotated(&keys, 2, 3)[0], keys[4]);
+        assert_eq!(rotated(&keys, 2, 3).len(), 6);
+    }
+}

@@ -1,0 +1,69 @@
+//! The tract engine: the only file of the agent that talks to tract.
+
+use anyhow::{Context, Result};
+use tract_onnx::prelude::*;
+
+use crate::engine::{Engine, Runnable as AgentRunnable};
+
+/// tract-onnx, single model at a time, optimised (`into_optimized`) and made runnable once.
+#[derive(Debug, Clone, Default)]
+pub struct TractEngine;
+
+/// The version of tract compiled in.
+pub const TRACT_VERSION: &str = "0.23.9";
+
+struct TractRunnable {
+    state: TypedSimpleState,
+    input: TValue,
+}
+
+impl AgentRunnable for TractRunnable {
+    fn run(&mut self) -> Result<()> {
+        let out = self.state.run(tvec![self.input.clone()])?;
+        std::hint::black_box(out);
+        Ok(())
+    }
+
+    fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>> {
+        let shape: Vec<usize> = self.input.shape().to_vec();
+        let tensor = Tensor::from_shape(&shape, input)
+            .context("input does not fit the model's input shape")?;
+        let out = self.state.run(tvec![tensor.into_tvalue()])?;
+        let view = out[0].to_plain_array_view::<f32>()?;
+        Ok(view.iter().copied().collect())
+    }
+}
+
+impl Engine for TractEngine {
+    fn describe(&self) -> String {
+        format!("tract {TRACT_VERSION}")
+    }
+
+    fn prepare(
+        &self,
+        onnx: &[u8],
+        input_shape: Option<&[usize]>,
+        seed: u64,
+    ) -> Result<Box<dyn AgentRunnable>> {
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut &*onnx)
+            .context("tract could not load the ONNX model")?;
+        if let Some(shape) = input_shape {
+            model = model.with_input_fact(0, f32::fact(shape).into())?;
+        }
+        let model = model.into_optimized().context("tract could not optimise the model")?;
+        let fact = model.input_fact(0)?.clone();
+        let shape: Vec<usize> = fact
+            .shape
+            .as_concrete()
+            .context("the model's input shape is not fixed; give it explicitly")?
+            .to_vec();
+        let plan = model.into_runnable()?;
+        let state = plan.spawn()?;
+        let n: usize = shape.iter().product();
+        let mut rng = latency_tables::onnx::SeededWeights::new(seed ^ 0x5EED);
+        let values = rng.uniform(n, 1.0);
+        let input = Tensor::from_shape(&shape, &values)?.into_tvalue();
+        Ok(Box::new(TractRunnable { state, input }))
+    }
+}

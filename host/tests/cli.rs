@@ -1,0 +1,189 @@
+//! The `tunas` binary as a user runs it: outputs, exit codes and error messages.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Output};
+
+fn tunas(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tunas")).args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn space_list_prints_the_paper_cardinalities() {
+    let o = tunas(&["space", "list"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    for (name, card) in [
+        ("proxylessnas ", "2.16e21"),
+        ("proxylessnas-enlarged", "1.39e28"),
+        ("mobilenet-v3-like", "8.48e42"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+        assert!(line.contains(card), "{line}");
+    }
+}
+
+#[test]
+fn space_show_lists_decisions_and_reference_architectures() {
+    let o = tunas(&["space", "show", "proxylessnas-enlarged"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    assert!(text.contains("73 decisions, 1.39e28 architectures"), "{text}");
+    assert!(text.contains(" 72  head/filters"), "{text}");
+    assert!(text.contains("0=512 1=640 2=768 3=1024 4=1280 5=1536 6=2048"), "{text}");
+    for r in ["proxylessnas-mobile", "mobilenet-v2", "mnasnet-b1"] {
+        assert!(text.contains(r), "{r} missing");
+    }
+    let o = tunas(&["space", "show", "mobilenet-v3-like", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["decisions"].as_array().unwrap().len(), 86);
+}
+
+#[test]
+fn latency_of_the_reference_models_with_the_pixel1_model() {
+    for (space, arch, expected) in [
+        ("proxylessnas", "proxylessnas-mobile", "84.416"),
+        ("proxylessnas-enlarged", "mobilenet-v2", "77.222"),
+        ("proxylessnas-enlarged", "mnasnet-b1", "84.512"),
+    ] {
+        let o = tunas(&["latency", "--space", space, "--arch", arch, "--model", "pixel1"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(stdout(&o).trim(), expected, "{space} {arch}");
+    }
+}
+
+#[test]
+fn latency_breakdown_and_json_agree() {
+    let o = tunas(&[
+        "latency",
+        "--space",
+        "proxylessnas",
+        "--arch",
+        "proxylessnas-mobile",
+        "--breakdown",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let total = v["latency_ms"].as_f64().unwrap();
+    let sum: f64 =
+        v["breakdown"].as_array().unwrap().iter().map(|r| r["ms"].as_f64().unwrap()).sum();
+    assert!((total - 84.416241).abs() < 1e-5 && (sum - total).abs() < 1e-9);
+}
+
+#[test]
+fn architectures_as_json_and_as_files() {
+    let indices = "0:0:0:1:0:0:0:0:0:0:0:1:0:0:1:0:2:0:0:0:0:0:1:0:0:1:0:0:0:2:1:0:1:0:0:1:0:0:1:0:0:0:1:1:0:1:0:0:1:0:0:1:0:0:0:2:1:0:2:1:0:2:0:0:2:0:0:0:2:1:0:0:0";
+    let json = format!("{{\"space\": \"proxylessnas\", \"indices\": \"{indices}\"}}");
+    let o = tunas(&["latency", "--space", "proxylessnas", "--arch", &json]);
+    assert_eq!(stdout(&o).trim(), "84.416", "{}", stderr(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("arch.json");
+    let list: Vec<usize> = indices.split(':').map(|s| s.parse().unwrap()).collect();
+    std::fs::write(&path, serde_json::to_string(&list).unwrap()).unwrap();
+    let o = tunas(&["latency", "--space", "proxylessnas", "--arch", path.to_str().unwrap()]);
+    assert_eq!(stdout(&o).trim(), "84.416", "{}", stderr(&o));
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_exit_code_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["latency", "--space", "nasnet", "--arch", "0"], "unknown search space \"nasnet\""),
+        (&["latency", "--space", "proxylessnas", "--arch", "0:1:x"], "\"x\" at position 2 is not a non-negative integer"),
+        (&["latency", "--space", "proxylessnas", "--arch", "0:1:2"], "proxylessnas has 73 decisions, the architecture gives 3 indices"),
+        (
+            &["latency", "--space", "proxylessnas", "--arch", "0:0:0:1:5:0:0:0:0:0:0:1:0:0:1:0:2:0:0:0:0:0:1:0:0:1:0:0:0:2:1:0:1:0:0:1:0:0:1:0:0:0:1:1:0:1:0:0:1:0:0:1:0:0:0:2:1:0:2:1:0:2:0:0:2:0:0:0:2:1:0:0:0"],
+            "decision 4 (block2/layer0/expansion): index 5 is out of range 0..=1",
+        ),
+        (&["latency", "--space", "proxylessnas", "--arch", "mobilenet-v2"], "reference name: proxylessnas-mobile"),
+        (&["latency", "--space", "proxylessnas", "--arch", "proxylessnas-mobile", "--model", "/nonexistent.json"], "/nonexistent.json"),
+    ];
+    for (args, needle) in cases {
+        let o = tunas(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(err.trim().lines().count() <= 2, "{args:?}: not one clear line: {err}");
+        assert!(o.stdout.is_empty());
+    }
+}
+
+#[test]
+fn plan_counts_for_every_space() {
+    for (space, count) in
+        [("proxylessnas", 73), ("proxylessnas-enlarged", 1651), ("mobilenet-v3-like", 7584)]
+    {
+        let o = tunas(&["plan", "--space", space]);
+        assert!(o.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["count"], count, "{space}");
+        assert_eq!(v["keys"].as_array().unwrap().len(), count);
+        assert!(stderr(&o).contains(&format!("{count} distinct op keys")));
+    }
+    let o = tunas(&["plan", "--space", "proxylessnas", "--resolution", "160"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["keys"].as_array().unwrap().iter().any(|k| k == "stem/160x160x3/o32/k3/s2/relu"));
+}
+
+#[test]
+fn measured_table_latency_and_missing_keys() {
+    use latency_tables::{Entry, Fingerprint, LatencyStats, LatencyTable, Method, Plan};
+    let dir = tempfile::tempdir().unwrap();
+    let o = tunas(&["plan", "--space", "proxylessnas"]);
+    let plan: Plan = serde_json::from_slice(&o.stdout).unwrap();
+    let mut table = LatencyTable::new(Fingerprint::default(), Method::default());
+    for key in plan.keys.iter().skip(1) {
+        table.insert(Entry::new(
+            key.clone(),
+            LatencyStats::from_samples(&[1000.0]).unwrap(),
+            0.0,
+            false,
+        ));
+    }
+    let path = dir.path().join("t.json");
+    table.save(&path).unwrap();
+    // The first plan key (fc) is missing: every architecture needs it.
+    let o = tunas(&[
+        "latency",
+        "--space",
+        "proxylessnas",
+        "--arch",
+        "proxylessnas-mobile",
+        "--model",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("has no entry for 1 key(s)")
+            && stderr(&o).contains(plan.keys[0].to_string().as_str()),
+        "{}",
+        stderr(&o)
+    );
+    table.insert(Entry::new(
+        plan.keys[0].clone(),
+        LatencyStats::from_samples(&[1000.0]).unwrap(),
+        0.0,
+        false,
+    ));
+    table.save(&path).unwrap();
+    let o = tunas(&[
+        "latency",
+        "--space",
+        "proxylessnas",
+        "--arch",
+        "proxylessnas-mobile",
+        "--model",
+        path.to_str().unwrap(),
+    ]);
+    // 24 layers × 1 ms.
+    assert_eq!(stdout(&o).trim(), "24.000", "{}", stderr(&o));
+}
