@@ -26,6 +26,11 @@ pub trait Engine {
         input_shape: Option<&[usize]>,
         seed: u64,
     ) -> Result<Box<dyn Runnable>>;
+
+    /// Lets the device cool down for `secs` (a plain sleep; fakes simulate the effect).
+    fn cool_down(&self, secs: f64) {
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs.max(0.0)));
+    }
 }
 
 /// A fake engine: "running" a model busy-waits for `ns_per_byte` × model size.

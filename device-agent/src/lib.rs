@@ -3,7 +3,7 @@
 //! - [`engine`]: the engine boundary (tract for real, a fake for tests);
 //! - [`measure`]: the method (warm-up, batched samples, canary, throttling, rotation);
 //! - [`sysinfo`]: fingerprint, CPU placement, frequency/thermal sampling;
-//! - [`bench`]: standalone profiling of a plan with a resumable journal;
+//! - [`bench`](mod@bench): standalone profiling of a plan with a resumable journal;
 //! - [`serve`]: the protocol server; [`transport`]: stdio, serial and TCP.
 
 pub mod bench;

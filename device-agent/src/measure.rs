@@ -7,7 +7,7 @@
 //! keys since the last good canary before releasing them. Callers run `method.passes` passes
 //! in rotated order and merge the samples (`latency_tables::journal::Collected`).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use latency_tables::{onnx, Method, Network, OpKey};
@@ -231,8 +231,8 @@ pub fn run_pass(
                 method.cooldown_secs,
                 chunk.len()
             ));
-            std::thread::sleep(Duration::from_secs_f64(method.cooldown_secs.max(0.0)));
-            // Re-baseline-free: the canary must come back to its first-pass value.
+            // No re-baselining: the canary must come back to its first value.
+            engine.cool_down(method.cooldown_secs);
         }
     }
     Ok(())
@@ -257,6 +257,7 @@ pub fn log_line(msg: &str) {
 mod tests {
     use super::*;
     use crate::engine::FakeEngine;
+    use std::time::Duration;
 
     fn quick() -> Method {
         Method {
@@ -312,6 +313,69 @@ mod tests {
         })
         .unwrap();
         assert_eq!(errors, 2);
+    }
+
+    /// An engine whose models all slow down 3× while `slow` is above 0; each canary-sized
+    /// timing decrements it, so the machine "cools down" after a few checks.
+    struct Drifting {
+        slow: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    struct DriftingRun {
+        slow: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    }
+
+    impl Runnable for DriftingRun {
+        fn run(&mut self) -> Result<()> {
+            let factor =
+                if self.slow.load(std::sync::atomic::Ordering::SeqCst) > 0 { 3 } else { 1 };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_micros(200 * factor) {
+                std::hint::spin_loop();
+            }
+            Ok(())
+        }
+        fn infer(&mut self, _: &[f32]) -> Result<Vec<f32>> {
+            Ok(vec![])
+        }
+    }
+
+    impl Engine for Drifting {
+        fn describe(&self) -> String {
+            "drifting".into()
+        }
+        fn prepare(&self, _: &[u8], _: Option<&[usize]>, _: u64) -> Result<Box<dyn Runnable>> {
+            Ok(Box::new(DriftingRun { slow: self.slow.clone() }))
+        }
+        fn cool_down(&self, _: f64) {
+            self.slow.store(0, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_drifting_canary_causes_a_cool_down_and_a_re_measurement() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let slow = std::sync::Arc::new(AtomicU32::new(0));
+        let engine = Drifting { slow: slow.clone() };
+        let m = Method { canary_threshold: 0.5, ..quick() };
+        let mut canary = Some(Canary::new(&engine, &m).unwrap());
+        canary.as_mut().unwrap().check(&m, &placement()).unwrap(); // baseline while fast
+        slow.store(1, Ordering::SeqCst); // the device heats up
+        let keys: Vec<OpKey> = ["pool/7x7x64", "pool/7x7x32", "pool/7x7x16"]
+            .iter()
+            .map(|k| k.parse().unwrap())
+            .collect();
+        let mut emitted = Vec::new();
+        let slow2 = slow.clone();
+        run_pass(&engine, &keys, &m, &placement(), &mut canary, &mut |k, r| {
+            emitted.push((k.clone(), r.unwrap().median()));
+            // Cooling happened before release: timings released are the fast ones.
+            assert_eq!(slow2.load(Ordering::SeqCst), 0);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(emitted.len(), keys.len(), "every key released exactly once");
+        assert!(canary.unwrap().drifts >= 1);
     }
 
     #[test]

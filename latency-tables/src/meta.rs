@@ -49,7 +49,7 @@ pub struct Fingerprint {
     pub clusters: Vec<Cluster>,
     /// Kernel release (`uname -r`).
     pub kernel: Option<String>,
-    /// Operating system (`/etc/os-release` PRETTY_NAME or "Android <version>").
+    /// Operating system (`/etc/os-release` PRETTY_NAME or `Android <version>`).
     pub os: Option<String>,
     /// Android properties from `getprop` (ro.build.fingerprint, ro.product.model, ro.soc.model).
     pub android: BTreeMap<String, String>,

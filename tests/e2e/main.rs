@@ -3,3 +3,6 @@
 
 // Every model the ONNX builder makes passes the ONNX checker and runs in onnxruntime.
 mod onnx_check;
+
+// tract (the agent's engine) and onnxruntime agree on every op kind and whole networks.
+mod tract_vs_ort;
