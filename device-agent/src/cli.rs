@@ -50,59 +50,6 @@ pub struct PlacementArgs {
     pub thermal_limit: f64,
 }
 
-/// The measurement method; every value is recorded in the table.
-#[derive(Debug, Clone, Args)]
-pub struct MethodArgs {
-    /// Minimum warm-up runs.
-    #[arg(long, default_value_t = Method::default().warmup_runs)]
-    pub warmup_runs: u32,
-    /// Minimum warm-up seconds.
-    #[arg(long, default_value_t = Method::default().warmup_secs)]
-    pub warmup_secs: f64,
-    /// Minimum timed runs per pass.
-    #[arg(long, default_value_t = Method::default().runs)]
-    pub runs: u32,
-    /// Minimum timed seconds per pass.
-    #[arg(long, default_value_t = Method::default().pass_secs)]
-    pub pass_secs: f64,
-    /// Minimum duration of one sample (back-to-back runs are batched to reach it).
-    #[arg(long, default_value_t = Method::default().min_sample_secs)]
-    pub min_sample_secs: f64,
-    /// Passes over the key list, in rotated order.
-    #[arg(long, default_value_t = Method::default().passes)]
-    pub passes: u32,
-    /// Re-time the canary block after this many keys (0 = never).
-    #[arg(long, default_value_t = Method::default().canary_every)]
-    pub canary_every: u32,
-    /// Relative canary drift that triggers a cool-down and re-measurement.
-    #[arg(long, default_value_t = Method::default().canary_threshold)]
-    pub canary_threshold: f64,
-    /// Cool-down seconds after a canary drift.
-    #[arg(long, default_value_t = Method::default().cooldown_secs)]
-    pub cooldown_secs: f64,
-    /// Seed of the generated weights and inputs.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-}
-
-impl MethodArgs {
-    fn method(&self, threads: u32) -> Method {
-        Method {
-            warmup_runs: self.warmup_runs,
-            warmup_secs: self.warmup_secs,
-            runs: self.runs,
-            pass_secs: self.pass_secs,
-            min_sample_secs: self.min_sample_secs,
-            passes: self.passes,
-            canary_every: self.canary_every,
-            canary_threshold: self.canary_threshold,
-            cooldown_secs: self.cooldown_secs,
-            threads,
-            seed: self.seed,
-        }
-    }
-}
-
 /// `device-agent bench`
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -117,7 +64,7 @@ pub struct BenchArgs {
     pub resume: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub method: MethodArgs,
+    pub method: Method,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub placement: PlacementArgs,
@@ -133,7 +80,7 @@ pub struct BenchModelArgs {
     pub input_shape: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub method: MethodArgs,
+    pub method: Method,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub placement: PlacementArgs,
@@ -171,7 +118,7 @@ pub struct ServeArgs {
     /// Allow binding a TCP address that is not loopback.
     #[arg(long)]
     pub listen_any: bool,
-    /// Serve one TCP connection, then exit.
+    /// Serve one TCP connection or serial session, then exit.
     #[arg(long)]
     pub once: bool,
     #[command(flatten)]
@@ -234,7 +181,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(a) => {
             let (placement, fp) = setup(&a.placement)?;
-            let method = a.method.method(a.placement.threads);
+            let method = Method { threads: a.placement.threads, ..a.method };
             let summary =
                 crate::bench::bench(&engine, &a.plan, &a.out, a.resume, method, fp, &placement)?;
             measure::log_line(&format!(
@@ -249,7 +196,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::BenchModel(a) => {
             let (placement, fp) = setup(&a.placement)?;
-            let method = a.method.method(a.placement.threads);
+            let method = Method { threads: a.placement.threads, ..a.method };
             let bytes = std::fs::read(&a.model)
                 .with_context(|| format!("reading {}", a.model.display()))?;
             let shape = match &a.input_shape {
@@ -297,5 +244,34 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve(a) => crate::transport::serve(&engine, &a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_defaults_are_the_method_defaults() {
+        let cli =
+            Cli::try_parse_from(["device-agent", "bench", "--plan", "p.json", "--out", "t.json"])
+                .unwrap();
+        let Command::Bench(a) = cli.command else { panic!("not bench") };
+        assert_eq!(a.method, Method::default());
+        let cli = Cli::try_parse_from([
+            "device-agent",
+            "bench",
+            "--plan",
+            "p",
+            "--out",
+            "t",
+            "--passes",
+            "5",
+            "--seed",
+            "9",
+        ])
+        .unwrap();
+        let Command::Bench(a) = cli.command else { panic!("not bench") };
+        assert_eq!((a.method.passes, a.method.seed), (5, 9));
     }
 }

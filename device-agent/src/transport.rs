@@ -56,8 +56,14 @@ pub fn serve(engine: &dyn Engine, args: &ServeArgs) -> Result<()> {
         let mut input = Patient(port.try_clone().context("cloning the serial port handle")?);
         let mut output = port;
         log_line(&format!("serving on {path} at {} baud", args.baud));
-        serve_stream(engine, &fingerprint, &placement, &mut input, &mut output)?;
-        return Ok(());
+        // A board on a UART keeps serving session after session (a host that said goodbye
+        // or went away), unless --once.
+        loop {
+            serve_stream(engine, &fingerprint, &placement, &mut input, &mut output)?;
+            if args.once {
+                return Ok(());
+            }
+        }
     }
     if let Some(addr) = &args.tcp {
         let sock = check_bind(addr, args.listen_any)?;

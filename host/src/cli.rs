@@ -23,6 +23,11 @@ pub enum Command {
     Latency(cmd::latency::Cmd),
     /// Every distinct op key a space can contain: the list of keys to profile on a device.
     Plan(cmd::plan::Cmd),
+    /// Measure op keys on devices through their agents into a latency table (resumable).
+    Profile(Box<cmd::profile::Cmd>),
+    /// Inspect, compare and combine latency tables.
+    #[command(subcommand)]
+    Tables(cmd::tables::Cmd),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -31,5 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Space(c) => c.run(),
         Command::Latency(c) => c.run(),
         Command::Plan(c) => c.run(),
+        Command::Tables(c) => c.run(),
+        Command::Profile(c) => c.run(),
     }
 }

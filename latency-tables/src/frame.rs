@@ -120,6 +120,13 @@ impl Decoder {
                 continue;
             }
             if self.buf.len() < HEADER + len {
+                // Maybe the header is corrupt and claims a length that will never arrive:
+                // if a whole valid frame starts later in the buffer, skip to it.
+                if let Some(p) = self.later_valid_frame() {
+                    self.rejected.garbage_bytes += p as u64;
+                    self.buf.drain(..p);
+                    continue;
+                }
                 return None;
             }
             let crc = u32::from_le_bytes([self.buf[6], self.buf[7], self.buf[8], self.buf[9]]);
@@ -132,6 +139,29 @@ impl Decoder {
             self.buf.drain(..HEADER + len);
             return Some(payload);
         }
+    }
+}
+
+impl Decoder {
+    /// The position (> 0) of the first complete frame with a valid CRC after the start.
+    fn later_valid_frame(&self) -> Option<usize> {
+        let mut from = 1;
+        while let Some(off) = self.buf[from..].windows(2).position(|w| w == MAGIC) {
+            let p = from + off;
+            if self.buf.len() >= p + HEADER {
+                let b = &self.buf[p..];
+                let len = u32::from_le_bytes([b[2], b[3], b[4], b[5]]) as usize;
+                let crc = u32::from_le_bytes([b[6], b[7], b[8], b[9]]);
+                if len <= MAX_FRAME
+                    && b.len() >= HEADER + len
+                    && crc32(&b[HEADER..HEADER + len]) == crc
+                {
+                    return Some(p);
+                }
+            }
+            from = p + 1;
+        }
+        None
     }
 }
 
@@ -238,6 +268,20 @@ mod tests {
         assert_eq!(d.next_frame().unwrap(), b"after");
         assert_eq!(d.rejected.oversized, 1);
         assert!(d.buf.capacity() < 1024, "the decoder must not reserve the hostile length");
+    }
+
+    #[test]
+    fn a_corrupt_length_does_not_stall_the_stream() {
+        // A header whose length was corrupted to a large (but allowed) value, then good frames.
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(60_000u32.to_le_bytes());
+        bytes.extend([1, 2, 3, 4]);
+        bytes.extend(b"partial payload");
+        bytes.extend(encode_frame(b"next"));
+        let mut d = Decoder::new();
+        d.push(&bytes);
+        assert_eq!(d.next_frame().unwrap(), b"next");
+        assert!(d.rejected.garbage_bytes > 0);
     }
 
     #[test]

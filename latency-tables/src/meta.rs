@@ -110,30 +110,45 @@ impl Fingerprint {
 }
 
 /// How keys were measured. Every value used is recorded, defaults included.
+///
+/// With the `cli` feature it is also a set of command-line flags (`--warmup-runs`, …) shared by
+/// `device-agent bench` and `tunas profile`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 #[serde(default)]
 pub struct Method {
     /// Minimum warm-up runs before timing a key.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 10))]
     pub warmup_runs: u32,
     /// Minimum warm-up time in seconds.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0.3))]
     pub warmup_secs: f64,
     /// Minimum timed runs per key and pass.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 30))]
     pub runs: u32,
     /// Minimum timed seconds per key and pass.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 1.0))]
     pub pass_secs: f64,
     /// Each sample averages enough back-to-back runs to last at least this long (seconds).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0.002))]
     pub min_sample_secs: f64,
     /// Passes over the whole key list, each in rotated order.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 3))]
     pub passes: u32,
     /// A canary block is re-measured after this many keys (0 = never).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 20))]
     pub canary_every: u32,
     /// Relative drift of the canary's median that triggers a cool-down and re-measurement.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0.05))]
     pub canary_threshold: f64,
     /// Seconds to pause when the canary drifted.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 10.0))]
     pub cooldown_secs: f64,
     /// Engine threads.
+    #[cfg_attr(feature = "cli", arg(skip = 1u32))]
     pub threads: u32,
     /// Seed of the generated weights and inputs.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0))]
     pub seed: u64,
 }
 

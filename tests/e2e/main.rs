@@ -6,3 +6,6 @@ mod onnx_check;
 
 // tract (the agent's engine) and onnxruntime agree on every op kind and whole networks.
 mod tract_vs_ort;
+
+// `tunas profile` over local, exec, serial (pty) and TCP links, with faults injected.
+mod profile;

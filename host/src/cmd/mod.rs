@@ -2,4 +2,6 @@
 
 pub mod latency;
 pub mod plan;
+pub mod profile;
 pub mod space;
+pub mod tables;

@@ -1,0 +1,132 @@
+//! `tunas profile`: measure a space's plan, a plan file, or one architecture's keys on one or
+//! more devices, journaling every result, into a latency table.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use latency_tables::{Method, OpKey, Plan};
+
+use crate::device::TransportSpec;
+use crate::profile::{profile, ProfileOptions};
+use crate::space::SearchSpace;
+
+/// `tunas profile (--space NAME | --plan FILE | --space NAME --arch ARCH) --device T --out TABLE`
+#[derive(Debug, Args)]
+pub struct Cmd {
+    /// Profile every key of this search space (or, with --arch, of one architecture).
+    #[arg(long)]
+    pub space: Option<String>,
+    /// Deployment resolution for --space.
+    #[arg(long, default_value_t = 224)]
+    pub resolution: u32,
+    /// Profile the keys of a plan file (any subset of keys).
+    #[arg(long, conflicts_with_all = ["space", "arch"])]
+    pub plan: Option<PathBuf>,
+    /// Profile only the keys of this architecture (needs --space).
+    #[arg(long, requires = "space")]
+    pub arch: Option<String>,
+    /// Where the agent is: local, exec:COMMAND, serial:PATH[?baud=N], tcp:HOST:PORT. Repeat to
+    /// shard the keys across several devices of the same hardware.
+    #[arg(long = "device", required = true)]
+    pub devices: Vec<String>,
+    /// The agent binary for `local` (default: device-agent next to tunas).
+    #[arg(long)]
+    pub agent: Option<PathBuf>,
+    /// The table to write; the journal is OUT.journal.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue from the journal of an interrupted run.
+    #[arg(long)]
+    pub resume: bool,
+    /// Allow devices with different fingerprints in one table.
+    #[arg(long)]
+    pub allow_mixed: bool,
+    /// Seconds to wait for one key's result before the link counts as failed.
+    #[arg(long, default_value_t = 120.0)]
+    pub key_timeout: f64,
+    /// Attempts per key before it is recorded as failed.
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Reconnects/restarts per device before it is given up.
+    #[arg(long, default_value_t = 10)]
+    pub max_restarts: u32,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub method: Method,
+}
+
+impl Cmd {
+    /// The keys to measure.
+    pub fn keys(&self) -> Result<Vec<OpKey>> {
+        if let Some(plan) = &self.plan {
+            return Ok(Plan::load(plan)?.keys);
+        }
+        let Some(space) = &self.space else {
+            bail!("give --space NAME, --plan FILE, or --space NAME --arch ARCH")
+        };
+        let space = SearchSpace::by_name(space)?;
+        let keys: Vec<OpKey> = match &self.arch {
+            Some(arch) => {
+                let arch = space.parse_arch(&crate::cmd::latency::arch_text(arch)?)?;
+                space.resolve(&arch, self.resolution).network.layers
+            }
+            None => space.plan(self.resolution).into_iter().collect(),
+        };
+        Ok(Plan::new(Some(space.name.into()), Some(self.resolution), keys).keys)
+    }
+
+    /// Runs the command.
+    pub fn run(self) -> Result<i32> {
+        use std::io::Write;
+        let keys = self.keys()?;
+        let devices = self
+            .devices
+            .iter()
+            .map(|d| TransportSpec::parse(d, self.agent.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        let opts = ProfileOptions {
+            method: self.method.clone(),
+            resume: self.resume,
+            allow_mixed: self.allow_mixed,
+            key_timeout: Duration::from_secs_f64(self.key_timeout.max(0.1)),
+            max_attempts: self.max_attempts.max(1),
+            max_restarts: self.max_restarts,
+            group: if self.method.canary_every == 0 {
+                8
+            } else {
+                self.method.canary_every as usize
+            },
+            progress: true,
+        };
+        eprintln!(
+            "tunas: profiling {} keys × {} passes on {}",
+            keys.len(),
+            self.method.passes,
+            self.devices.join(", ")
+        );
+        let summary = profile(&keys, &devices, &self.out, &opts)
+            .with_context(|| format!("profiling into {}", self.out.display()))?;
+        eprintln!(
+            "tunas: {} of {} keys measured into {} in {:.0} s ({} link failures recovered)",
+            summary.measured,
+            summary.keys,
+            self.out.display(),
+            summary.seconds,
+            summary.restarts
+        );
+        for (key, error) in &summary.failed {
+            eprintln!("tunas: FAILED {key}: {error}");
+        }
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &summary)?;
+            writeln!(out)?;
+        }
+        Ok(if summary.failed.is_empty() { 0 } else { 1 })
+    }
+}

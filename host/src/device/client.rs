@@ -1,0 +1,261 @@
+//! The host side of the protocol: hello (version check), measure, measure a network, with a
+//! timeout on every response. A reader thread decodes frames into a channel, so timeouts work
+//! the same over pipes, serial lines and TCP; corrupted frames are dropped by the decoder and
+//! show up as a missing response (a timeout), which the caller answers by re-requesting.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use latency_tables::frame::{write_frame, FrameReader};
+use latency_tables::wire::{Request, Response, Subject, PROTOCOL_VERSION};
+use latency_tables::{Fingerprint, Method, Network, OpKey};
+
+use super::{Connection, TransportSpec};
+
+/// One message from the reader thread.
+enum Incoming {
+    Frame(Vec<u8>),
+    Closed(String),
+}
+
+/// A connected, greeted agent.
+pub struct AgentClient {
+    spec: TransportSpec,
+    writer: Box<dyn std::io::Write + Send>,
+    rx: Receiver<Incoming>,
+    child: Option<std::process::Child>,
+    closer: Option<Box<dyn FnOnce() + Send>>,
+    next_id: u64,
+    /// The agent's fingerprint from the handshake.
+    pub fingerprint: Fingerprint,
+    /// The agent's self-description.
+    pub agent: String,
+}
+
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentClient").field("spec", &self.spec).field("agent", &self.agent).finish()
+    }
+}
+
+/// The outcome of one key of a `Measure` request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyResult {
+    /// Samples of this pass.
+    Measured {
+        /// Samples in µs per run.
+        samples_us: Vec<f64>,
+        /// Runs per sample.
+        batch: u32,
+        /// Throttling seen.
+        throttled: bool,
+    },
+    /// The agent could not build or run it.
+    Failed(String),
+}
+
+impl AgentClient {
+    /// Connects and performs the handshake; an agent of another protocol version is an error
+    /// naming both versions.
+    pub fn connect(spec: &TransportSpec, hello_timeout: Duration) -> Result<AgentClient> {
+        let Connection { reader, writer, child, closer } = spec.connect()?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut frames = FrameReader::new(reader);
+            loop {
+                match frames.read_frame() {
+                    Ok(Some(p)) => {
+                        if tx.send(Incoming::Frame(p)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        let _ = tx.send(Incoming::Closed("the agent closed the connection".into()));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Incoming::Closed(format!("reading from the agent: {e}")));
+                        return;
+                    }
+                }
+            }
+        });
+        let mut client = AgentClient {
+            spec: spec.clone(),
+            writer,
+            rx,
+            child,
+            closer,
+            // Ids differ between connections, so a late answer to a request of an earlier
+            // connection (a serial line is not reset by reconnecting) is never taken for ours.
+            next_id: (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()) as u64
+                & 0xFFFF_FFFF)
+                << 20,
+            fingerprint: Fingerprint::default(),
+            agent: String::new(),
+        };
+        client.send(&Request::Hello {
+            protocol: PROTOCOL_VERSION,
+            client: format!("tunas {}", env!("CARGO_PKG_VERSION")),
+        })?;
+        match client
+            .recv(hello_timeout)
+            .with_context(|| format!("handshake with {}", spec.describe()))?
+        {
+            Response::Hello { protocol, agent, fingerprint } if protocol == PROTOCOL_VERSION => {
+                client.fingerprint = fingerprint;
+                client.agent = agent;
+                Ok(client)
+            }
+            Response::Hello { protocol, agent, .. } => {
+                bail!("{agent} at {} speaks protocol version {protocol}, this host speaks version {PROTOCOL_VERSION}", spec.describe())
+            }
+            Response::Error { message } => {
+                bail!("{} refused the handshake: {message}", spec.describe())
+            }
+            other => bail!("{} answered the handshake with {other:?}", spec.describe()),
+        }
+    }
+
+    fn send(&mut self, r: &Request) -> Result<()> {
+        let bytes = serde_json::to_vec(r)?;
+        write_frame(&mut self.writer, &bytes)
+            .with_context(|| format!("writing to {}", self.spec.describe()))
+    }
+
+    /// The next valid response within `timeout`. Frames that are not valid responses are
+    /// skipped (they count as lost).
+    fn recv(&mut self, timeout: Duration) -> Result<Response> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Incoming::Frame(p)) => match serde_json::from_slice::<Response>(&p) {
+                    Ok(r) => return Ok(r),
+                    Err(_) => continue,
+                },
+                Ok(Incoming::Closed(why)) => bail!("{}: {why}", self.spec.describe()),
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!(
+                        "{}: no response within {:.0} s",
+                        self.spec.describe(),
+                        timeout.as_secs_f64()
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    bail!("{}: connection lost", self.spec.describe())
+                }
+            }
+        }
+    }
+
+    /// Measures `keys` for one pass; calls `on_key` as each result arrives. Returns an error
+    /// (after the results received so far were delivered) when the link fails or a response
+    /// does not arrive within `key_timeout`.
+    pub fn measure(
+        &mut self,
+        pass: u32,
+        keys: &[OpKey],
+        method: &Method,
+        key_timeout: Duration,
+        on_key: &mut dyn FnMut(&OpKey, KeyResult) -> Result<()>,
+    ) -> Result<()> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&Request::Measure { id, pass, keys: keys.to_vec(), method: method.clone() })?;
+        // Results come in groups (after each canary), so allow a group's worth of time.
+        let group =
+            if method.canary_every == 0 { keys.len() } else { method.canary_every as usize }.max(1);
+        let timeout = key_timeout * group as u32;
+        loop {
+            match self.recv(timeout)? {
+                Response::Measured {
+                    id: rid,
+                    subject: Subject::Key(key),
+                    samples_us,
+                    batch,
+                    throttled,
+                    ..
+                } if rid == id => {
+                    on_key(&key, KeyResult::Measured { samples_us, batch, throttled })?
+                }
+                Response::Failed { id: rid, subject: Subject::Key(key), error } if rid == id => {
+                    on_key(&key, KeyResult::Failed(error))?
+                }
+                Response::Done { id: rid } if rid == id => return Ok(()),
+                Response::Error { message } => {
+                    return Err(anyhow!("{}: {message}", self.spec.describe()))
+                }
+                _ => continue, // stale responses of an earlier request
+            }
+        }
+    }
+
+    /// Builds and times a whole network on the device (all passes of `method`); returns samples.
+    pub fn measure_network(
+        &mut self,
+        network: &Network,
+        method: &Method,
+        timeout: Duration,
+    ) -> Result<Vec<f64>> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&Request::MeasureNetwork {
+            id,
+            network: network.clone(),
+            method: method.clone(),
+        })?;
+        let mut samples = None;
+        loop {
+            match self.recv(timeout)? {
+                Response::Measured { id: rid, samples_us, .. } if rid == id => {
+                    samples = Some(samples_us)
+                }
+                Response::Failed { id: rid, error, .. } if rid == id => {
+                    bail!("the agent could not run the network: {error}")
+                }
+                Response::Done { id: rid } if rid == id => {
+                    return samples.context("the agent sent no measurement for the network");
+                }
+                Response::Error { message } => bail!("{}: {message}", self.spec.describe()),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Says goodbye and waits for the agent process (if any) to exit.
+    pub fn shutdown(mut self) {
+        let _ = self.send(&Request::Shutdown);
+        let _ = self.recv(Duration::from_secs(5));
+        self.reap();
+    }
+
+    /// Kills the agent process, if this client spawned one.
+    pub fn kill(mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+        }
+        self.reap();
+    }
+
+    fn reap(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for AgentClient {
+    fn drop(&mut self) {
+        if let Some(close) = self.closer.take() {
+            close();
+        }
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

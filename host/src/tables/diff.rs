@@ -1,0 +1,541 @@
+//! `tables diff`: what changed between two tables of the same device, e.g. before and after a
+//! firmware or engine update.
+//!
+//! - Per common key, Δ = (new − old) / old of the medians. A key has *moved* when
+//!   |Δ| ≥ max([`MIN_THRESHOLD`], [`NOISE_FACTOR`] × noise), where noise is the larger relative
+//!   spread `(p90 − p10) / median` of its two entries: a noisy key needs a larger change.
+//! - Which fingerprint and method fields changed (every field, compared as JSON).
+//! - The predicted change of T(α) for the reference architectures of a space and its median
+//!   architecture, using each table as a [`MeasuredTable`]. An architecture whose keys a table
+//!   lacks is reported as missing keys, never as 0.
+
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+
+use latency_tables::{Entry, LatencyTable};
+use serde::Serialize;
+
+use super::{field_changes, relative_spread, FieldChange};
+use crate::latency::{LatencyError, LatencyModel, MeasuredTable};
+use crate::space::{reference_architectures, space_names, Architecture, SearchSpace, SpaceError};
+
+/// The smallest relative change of a median that counts as a move (5%).
+pub const MIN_THRESHOLD: f64 = 0.05;
+/// A move must also exceed this many times the key's relative spread.
+pub const NOISE_FACTOR: f64 = 3.0;
+
+/// One key present in both tables, classified.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyChange {
+    /// The op key.
+    pub key: String,
+    /// Old median (µs).
+    pub old_us: f64,
+    /// New median (µs).
+    pub new_us: f64,
+    /// Relative change of the median, `(new − old) / old` (a fraction, not %).
+    pub delta: f64,
+    /// The larger relative spread of the two entries.
+    pub noise: f64,
+    /// The |Δ| needed to count as moved: `max(MIN_THRESHOLD, NOISE_FACTOR × noise)`.
+    pub threshold: f64,
+    /// Whether |Δ| ≥ threshold.
+    pub moved: bool,
+}
+
+/// Classifies one key measured in both tables.
+pub fn classify(old: &Entry, new: &Entry) -> KeyChange {
+    let delta = if old.median > 0.0 {
+        (new.median - old.median) / old.median
+    } else if new.median > 0.0 {
+        f64::INFINITY
+    } else {
+        0.0
+    };
+    let noise = relative_spread(old).max(relative_spread(new));
+    let threshold = MIN_THRESHOLD.max(NOISE_FACTOR * noise);
+    KeyChange {
+        key: old.key.to_string(),
+        old_us: old.median,
+        new_us: new.median,
+        delta,
+        noise,
+        threshold,
+        moved: delta.abs() >= threshold,
+    }
+}
+
+/// The per-key comparison of two tables.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyDiff {
+    /// Keys whose median moved, largest |Δ| first.
+    pub moved: Vec<KeyChange>,
+    /// Number of common keys that did not move.
+    pub unchanged: usize,
+    /// Keys measured only in the old table.
+    pub only_in_old: Vec<String>,
+    /// Keys measured only in the new table.
+    pub only_in_new: Vec<String>,
+}
+
+impl KeyDiff {
+    /// Number of keys measured in both tables.
+    pub fn common(&self) -> usize {
+        self.moved.len() + self.unchanged
+    }
+}
+
+/// Compares the entries of two tables key by key.
+pub fn diff_keys(old: &LatencyTable, new: &LatencyTable) -> KeyDiff {
+    let mut moved = Vec::new();
+    let mut unchanged = 0;
+    let mut only_in_old = Vec::new();
+    for e in old.entries() {
+        match new.get(&e.key) {
+            Some(n) => {
+                let c = classify(e, n);
+                if c.moved {
+                    moved.push(c);
+                } else {
+                    unchanged += 1;
+                }
+            }
+            None => only_in_old.push(e.key.to_string()),
+        }
+    }
+    let only_in_new =
+        new.entries().filter(|e| old.get(&e.key).is_none()).map(|e| e.key.to_string()).collect();
+    moved.sort_by(|a, b| b.delta.abs().total_cmp(&a.delta.abs()).then_with(|| a.key.cmp(&b.key)));
+    KeyDiff { moved, unchanged, only_in_old, only_in_new }
+}
+
+/// T(α) from one table: milliseconds, or how many distinct keys the table lacks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Predicted {
+    /// T(α) in ms.
+    Ms(f64),
+    /// The table lacks this many distinct keys of the architecture.
+    MissingKeys(usize),
+    /// The model could not be evaluated for another reason.
+    Unavailable(String),
+}
+
+impl Predicted {
+    fn ms(&self) -> Option<f64> {
+        match self {
+            Predicted::Ms(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Predicted::Ms(v) => format!("{v:.3}"),
+            Predicted::MissingKeys(n) => format!("missing {n} keys"),
+            Predicted::Unavailable(why) => format!("unavailable ({why})"),
+        }
+    }
+}
+
+/// The predicted latency of one architecture from both tables.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ArchPrediction {
+    /// The space.
+    pub space: String,
+    /// The reference architecture's name, or `median`.
+    pub architecture: String,
+    /// T(α) from the old table.
+    pub old: Predicted,
+    /// T(α) from the new table.
+    pub new: Predicted,
+    /// `(new − old) / old` (a fraction) when both are known.
+    pub delta: Option<f64>,
+}
+
+/// The "median architecture" of a space: every decision at index `(num_choices − 1) / 2`.
+pub fn median_architecture(space: &SearchSpace) -> Architecture {
+    Architecture { indices: space.decisions.iter().map(|d| (d.num_choices() - 1) / 2).collect() }
+}
+
+/// The architectures predicted for a space: its reference architectures, then `median`.
+pub fn space_architectures(space: &SearchSpace) -> Result<Vec<(String, Architecture)>, SpaceError> {
+    let mut archs = Vec::new();
+    for r in reference_architectures(space.name) {
+        archs.push((r.name.to_string(), space.parse_arch(r.indices)?));
+    }
+    archs.push(("median".to_string(), median_architecture(space)));
+    Ok(archs)
+}
+
+/// Whether every key of every architecture of `space` (see [`space_architectures`]) is in both
+/// tables.
+pub fn covers(
+    old: &LatencyTable,
+    new: &LatencyTable,
+    space: &SearchSpace,
+    resolution: u32,
+) -> Result<bool, SpaceError> {
+    for (_, arch) in space_architectures(space)? {
+        let net = space.resolve(&arch, resolution).network;
+        if net.layers.iter().any(|k| old.get(k).is_none() || new.get(k).is_none()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn predict_one(model: &MeasuredTable, arch: &Architecture) -> Predicted {
+    match model.latency_ms(arch) {
+        Ok(ms) => Predicted::Ms(ms),
+        Err(LatencyError::MissingKeys { keys, .. }) => {
+            Predicted::MissingKeys(keys.iter().collect::<BTreeSet<_>>().len())
+        }
+        Err(e) => Predicted::Unavailable(e.to_string()),
+    }
+}
+
+/// Predicts T(α) with both tables for every architecture of `space`.
+pub fn predict(
+    (old, old_name): (&LatencyTable, &str),
+    (new, new_name): (&LatencyTable, &str),
+    space: &SearchSpace,
+    resolution: u32,
+) -> Result<Vec<ArchPrediction>, SpaceError> {
+    let old_model = MeasuredTable::new(old.clone(), old_name, space.clone(), resolution);
+    let new_model = MeasuredTable::new(new.clone(), new_name, space.clone(), resolution);
+    Ok(space_architectures(space)?
+        .into_iter()
+        .map(|(name, arch)| {
+            let o = predict_one(&old_model, &arch);
+            let n = predict_one(&new_model, &arch);
+            let delta = match (o.ms(), n.ms()) {
+                (Some(a), Some(b)) if a > 0.0 => Some((b - a) / a),
+                _ => None,
+            };
+            ArchPrediction {
+                space: space.name.to_string(),
+                architecture: name,
+                old: o,
+                new: n,
+                delta,
+            }
+        })
+        .collect())
+}
+
+/// Everything `tables diff` reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableDiff {
+    /// The old table's name (its path).
+    pub old: String,
+    /// The new table's name (its path).
+    pub new: String,
+    /// Fingerprint fields that changed.
+    pub fingerprint: Vec<FieldChange>,
+    /// Method fields that changed.
+    pub method: Vec<FieldChange>,
+    /// The correction, when it changed.
+    pub correction: Option<FieldChange>,
+    /// The per-key comparison.
+    pub keys: KeyDiff,
+    /// The resolution of the predictions.
+    pub resolution: u32,
+    /// The spaces predicted (given, or every space both tables cover).
+    pub spaces: Vec<String>,
+    /// Predicted T(α) of each space's architectures.
+    pub predictions: Vec<ArchPrediction>,
+}
+
+/// Compares two tables. With `space`, predicts for that space whatever keys are missing;
+/// without, for every space whose architectures both tables fully cover.
+pub fn diff_tables(
+    (old, old_name): (&LatencyTable, &str),
+    (new, new_name): (&LatencyTable, &str),
+    space: Option<&SearchSpace>,
+    resolution: u32,
+) -> Result<TableDiff, SpaceError> {
+    let spaces = match space {
+        Some(s) => vec![s.clone()],
+        None => {
+            let mut v = Vec::new();
+            for name in space_names() {
+                let s = SearchSpace::by_name(name)?;
+                if covers(old, new, &s, resolution)? {
+                    v.push(s);
+                }
+            }
+            v
+        }
+    };
+    let mut predictions = Vec::new();
+    for s in &spaces {
+        predictions.extend(predict((old, old_name), (new, new_name), s, resolution)?);
+    }
+    let correction = (old.correction != new.correction).then(|| FieldChange {
+        field: "correction".into(),
+        old: serde_json::to_value(&old.correction).unwrap_or_default(),
+        new: serde_json::to_value(&new.correction).unwrap_or_default(),
+    });
+    Ok(TableDiff {
+        old: old_name.to_string(),
+        new: new_name.to_string(),
+        fingerprint: field_changes(&old.fingerprint, &new.fingerprint),
+        method: field_changes(&old.method, &new.method),
+        correction,
+        keys: diff_keys(old, new),
+        resolution,
+        spaces: spaces.iter().map(|s| s.name.to_string()).collect(),
+        predictions,
+    })
+}
+
+fn pct(v: f64) -> String {
+    format!("{:+.2}%", 100.0 * v)
+}
+
+impl TableDiff {
+    /// Writes the comparison for people.
+    pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "old: {}", self.old)?;
+        writeln!(out, "new: {}", self.new)?;
+        for (what, changes) in [("fingerprint", &self.fingerprint), ("method", &self.method)] {
+            if changes.is_empty() {
+                writeln!(out, "{what}: unchanged")?;
+            } else {
+                let s = if changes.len() == 1 { "" } else { "s" };
+                writeln!(out, "{what}: {} field{s} changed", changes.len())?;
+                for c in changes {
+                    writeln!(out, "  {}", c.describe())?;
+                }
+            }
+        }
+        if let Some(c) = &self.correction {
+            writeln!(out, "{}", c.describe())?;
+        }
+        let k = &self.keys;
+        writeln!(
+            out,
+            "keys: {} common ({} moved, {} unchanged), {} only in old, {} only in new",
+            k.common(),
+            k.moved.len(),
+            k.unchanged,
+            k.only_in_old.len(),
+            k.only_in_new.len()
+        )?;
+        if !k.moved.is_empty() {
+            let w = k.moved.iter().map(|c| c.key.len()).max().unwrap_or(0).max(3);
+            writeln!(
+                out,
+                "moved keys (|Δ| ≥ max({:.0}%, {NOISE_FACTOR} × relative spread)):",
+                100.0 * MIN_THRESHOLD
+            )?;
+            writeln!(
+                out,
+                "  {:<w$}  {:>12}  {:>12}  {:>9}  {:>10}",
+                "key", "old µs", "new µs", "Δ", "threshold"
+            )?;
+            for c in &k.moved {
+                writeln!(
+                    out,
+                    "  {:<w$}  {:>12.3}  {:>12.3}  {:>9}  {:>9.2}%",
+                    c.key,
+                    c.old_us,
+                    c.new_us,
+                    pct(c.delta),
+                    100.0 * c.threshold
+                )?;
+            }
+        }
+        if self.spaces.is_empty() {
+            writeln!(
+                out,
+                "predicted latency: no search space is fully covered by both tables at {0}x{0} (name one with --space)",
+                self.resolution
+            )?;
+            return Ok(());
+        }
+        writeln!(out, "predicted latency at {0}x{0}:", self.resolution)?;
+        let sw = self.predictions.iter().map(|p| p.space.len()).max().unwrap_or(0).max(5);
+        let aw = self.predictions.iter().map(|p| p.architecture.len()).max().unwrap_or(0).max(12);
+        writeln!(
+            out,
+            "  {:<sw$}  {:<aw$}  {:>16}  {:>16}  {:>9}",
+            "space", "architecture", "old ms", "new ms", "Δ"
+        )?;
+        for p in &self.predictions {
+            writeln!(
+                out,
+                "  {:<sw$}  {:<aw$}  {:>16}  {:>16}  {:>9}",
+                p.space,
+                p.architecture,
+                p.old.describe(),
+                p.new.describe(),
+                p.delta.map_or_else(|| "-".to_string(), pct)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latency_tables::{Fingerprint, LatencyStats, Method};
+
+    /// An entry with median `m` and relative spread `spread` (p10 and p90 placed symmetrically).
+    fn entry(key: &str, m: f64, spread: f64) -> Entry {
+        let stats = LatencyStats {
+            n: 30,
+            median: m,
+            p10: m * (1.0 - spread / 2.0),
+            p90: m * (1.0 + spread / 2.0),
+            mean: m,
+            std: 0.0,
+            min: m * (1.0 - spread),
+        };
+        Entry::new(key.parse().unwrap(), stats, 0.0, false)
+    }
+
+    const K: &str = "pool/7x7x1280";
+
+    #[test]
+    fn quiet_keys_move_at_five_percent() {
+        let c = classify(&entry(K, 100.0, 0.0), &entry(K, 106.0, 0.0));
+        assert!(c.moved && (c.delta - 0.06).abs() < 1e-12 && c.threshold == MIN_THRESHOLD);
+        let c = classify(&entry(K, 100.0, 0.0), &entry(K, 96.0, 0.0));
+        assert!(!c.moved, "4% is noise: {c:?}");
+        let c = classify(&entry(K, 100.0, 0.0), &entry(K, 94.0, 0.0));
+        assert!(c.moved && c.delta < 0.0, "a speed-up moves too: {c:?}");
+        // The boundary counts as moved (|Δ| ≥ threshold).
+        assert!(classify(&entry(K, 100.0, 0.0), &entry(K, 105.0, 0.0)).moved);
+    }
+
+    #[test]
+    fn noisy_keys_need_three_times_their_spread() {
+        // Spread 4% → threshold 12%: a 10% change is noise, 13% is a move.
+        let c = classify(&entry(K, 100.0, 0.04), &entry(K, 110.0, 0.0));
+        assert!((c.threshold - 0.12).abs() < 1e-9 && !c.moved, "{c:?}");
+        assert!(classify(&entry(K, 100.0, 0.04), &entry(K, 113.0, 0.0)).moved);
+        // The noise is the larger spread of the two entries, whichever table has it.
+        let c = classify(&entry(K, 100.0, 0.01), &entry(K, 110.0, 0.05));
+        assert!((c.noise - 0.05).abs() < 1e-9, "{c:?}");
+        assert!((c.threshold - 0.15).abs() < 1e-9 && !c.moved, "{c:?}");
+        // A small spread does not lower the threshold below 5%.
+        let c = classify(&entry(K, 100.0, 0.01), &entry(K, 104.0, 0.01));
+        assert_eq!(c.threshold, MIN_THRESHOLD);
+        assert!(!c.moved);
+    }
+
+    fn table(entries: &[(&str, f64, f64)]) -> LatencyTable {
+        let mut t = LatencyTable::new(Fingerprint::default(), Method::default());
+        for &(k, m, s) in entries {
+            t.insert(entry(k, m, s));
+        }
+        t
+    }
+
+    #[test]
+    fn key_diff_sorts_moves_and_counts_the_rest() {
+        let old = table(&[
+            ("pool/7x7x1280", 100.0, 0.0),
+            ("fc/1x1x1280/o1001", 100.0, 0.0),
+            ("head/7x7x320/o1280/relu", 100.0, 0.0),
+            ("stem/224x224x3/o32/k3/s2/relu", 100.0, 0.0),
+        ]);
+        let new = table(&[
+            ("pool/7x7x1280", 110.0, 0.0),
+            ("fc/1x1x1280/o1001", 70.0, 0.0),
+            ("head/7x7x320/o1280/relu", 101.0, 0.0),
+            ("sep/112x112x32/o16/k3/s1/relu", 50.0, 0.0),
+        ]);
+        let d = diff_keys(&old, &new);
+        let moved: Vec<&str> = d.moved.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(moved, ["fc/1x1x1280/o1001", "pool/7x7x1280"]);
+        assert_eq!(d.unchanged, 1);
+        assert_eq!(d.common(), 3);
+        assert_eq!(d.only_in_old, ["stem/224x224x3/o32/k3/s2/relu"]);
+        assert_eq!(d.only_in_new, ["sep/112x112x32/o16/k3/s1/relu"]);
+    }
+
+    fn full_table(space: &SearchSpace) -> LatencyTable {
+        let mut t = LatencyTable::new(Fingerprint::default(), Method::default());
+        for key in space.plan(224) {
+            t.insert(Entry::new(key, LatencyStats::from_samples(&[1000.0]).unwrap(), 0.0, false));
+        }
+        t
+    }
+
+    #[test]
+    fn median_architecture_takes_the_middle_choice() {
+        let space = SearchSpace::by_name("proxylessnas-enlarged").unwrap();
+        let arch = median_architecture(&space);
+        assert!(space.check_arch(arch.indices.clone()).is_ok());
+        for (d, &i) in space.decisions.iter().zip(&arch.indices) {
+            assert_eq!(i, (d.num_choices() - 1) / 2, "{}", d.name);
+        }
+        // Filters of the head: 7 choices → index 3.
+        assert_eq!(arch.indices[72], 3);
+    }
+
+    #[test]
+    fn predictions_report_missing_keys_never_zero() {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let old = full_table(&space);
+        let mut new = LatencyTable::new(Fingerprint::default(), Method::default());
+        let mobile = space.parse_arch("proxylessnas-mobile").unwrap();
+        for e in old.entries().skip(1) {
+            let mut e = e.clone();
+            e.median *= 2.0;
+            new.insert(e);
+        }
+        let p = predict((&old, "old.json"), (&new, "new.json"), &space, 224).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].architecture, "proxylessnas-mobile");
+        assert_eq!(p[1].architecture, "median");
+        // 1000 µs per layer.
+        let layers = space.resolve(&mobile, 224).network.layers.len() as f64;
+        assert_eq!(p[0].old, Predicted::Ms(layers));
+        // The first key of the table (fc/1x1x1280/o1001) is in every architecture.
+        assert_eq!(p[0].new, Predicted::MissingKeys(1));
+        assert_eq!(p[0].delta, None);
+        assert!(!covers(&old, &new, &space, 224).unwrap());
+        assert!(covers(&old, &old, &space, 224).unwrap());
+        let d = diff_tables((&old, "old.json"), (&new, "new.json"), None, 224).unwrap();
+        assert!(d.spaces.is_empty() && d.predictions.is_empty());
+        let mut text = Vec::new();
+        d.write_text(&mut text).unwrap();
+        assert!(String::from_utf8(text).unwrap().contains("no search space is fully covered"));
+        // Named explicitly, the space is predicted anyway and the gap is shown.
+        let d = diff_tables((&old, "old.json"), (&new, "new.json"), Some(&space), 224).unwrap();
+        let mut text = Vec::new();
+        d.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("missing 1 keys"), "{text}");
+    }
+
+    #[test]
+    fn diff_of_covered_space_predicts_the_change() {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let old = full_table(&space);
+        let mut new = old.clone();
+        new.fingerprint.kernel = Some("6.1".into());
+        for e in old.entries() {
+            let mut e = e.clone();
+            e.median *= 1.5;
+            e.p10 *= 1.5;
+            e.p90 *= 1.5;
+            e.mean *= 1.5;
+            new.insert(e);
+        }
+        let d = diff_tables((&old, "a"), (&new, "b"), None, 224).unwrap();
+        assert_eq!(d.spaces, ["proxylessnas"]);
+        assert_eq!(d.keys.moved.len(), old.len());
+        assert_eq!(d.fingerprint.len(), 1);
+        assert_eq!(d.fingerprint[0].field, "kernel");
+        assert!(d.method.is_empty() && d.correction.is_none());
+        for p in &d.predictions {
+            assert!((p.delta.unwrap() - 0.5).abs() < 1e-12, "{p:?}");
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! `tunas profile` against real agents over real transports, with faults injected: the agent
+//! killed mid-run, the host killed mid-run and resumed, garbage on a serial line.
+
+use std::collections::BTreeSet;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use latency_tables::journal::{Journal, Record};
+use latency_tables::{LatencyTable, OpKey, Plan};
+
+/// A fast method: timings are meaningless, the plumbing is what is tested.
+const QUICK: &[&str] = &[
+    "--warmup-runs",
+    "1",
+    "--warmup-secs",
+    "0",
+    "--runs",
+    "2",
+    "--pass-secs",
+    "0.02",
+    "--canary-every",
+    "4",
+    "--canary-threshold",
+    "100",
+    "--cooldown-secs",
+    "0",
+    "--passes",
+    "3",
+];
+
+fn keys() -> Vec<String> {
+    (1..=8).map(|c| format!("ib/14x14x{0}/o{0}/k3/s1/e{1}/se0/relu/res", c * 8, c * 24)).collect()
+}
+
+fn plan(dir: &Path) -> PathBuf {
+    let keys: Vec<OpKey> = keys().iter().map(|k| k.parse().unwrap()).collect();
+    let path = dir.join("plan.json");
+    std::fs::write(&path, Plan::new(None, None, keys).to_json()).unwrap();
+    path
+}
+
+fn tunas() -> Command {
+    tests::command("tunas")
+}
+
+fn agent_path() -> String {
+    tests::binary("device-agent").display().to_string()
+}
+
+fn profile(dir: &Path, device: &str, extra: &[&str]) -> (std::process::Output, PathBuf) {
+    let out = dir.join(format!("t{}.json", dir.read_dir().unwrap().count()));
+    let o = tunas()
+        .args(["profile", "--plan"])
+        .arg(plan(dir))
+        .args(["--device", device, "--out"])
+        .arg(&out)
+        .args(QUICK)
+        .args(extra)
+        .output()
+        .unwrap();
+    (o, out)
+}
+
+/// Every (key, pass) exactly once in the journal, and the table complete.
+fn check_complete(out: &Path) {
+    let (_, records) = Journal::resume(&Journal::path_for(out)).unwrap();
+    let mut seen = BTreeSet::new();
+    for r in &records {
+        if let Record::Pass { key, pass, .. } = r {
+            assert!(
+                seen.insert((key.to_string(), *pass)),
+                "{key} pass {pass} is in the journal twice"
+            );
+        }
+    }
+    assert_eq!(seen.len(), keys().len() * 3);
+    let table = LatencyTable::load(out).unwrap();
+    assert_eq!(table.len(), keys().len());
+    assert_eq!(table.failures().count(), 0);
+}
+
+fn ok(o: &std::process::Output) {
+    assert!(
+        o.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn table_keys(path: &Path) -> Vec<String> {
+    LatencyTable::load(path).unwrap().entries().map(|e| e.key.to_string()).collect()
+}
+
+struct Killer(Vec<Child>);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A socat pseudo-terminal pair; returns the two paths once both exist.
+fn socat_pair(dir: &Path, guard: &mut Killer) -> (String, String) {
+    let (a, b) = (dir.join("ttyA"), dir.join("ttyB"));
+    let child = Command::new("socat")
+        .arg(format!("pty,raw,echo=0,link={}", a.display()))
+        .arg(format!("pty,raw,echo=0,link={}", b.display()))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat is needed for the serial tests (bash scripts/setup.sh installs it)");
+    guard.0.push(child);
+    let start = Instant::now();
+    while !(a.exists() && b.exists()) {
+        assert!(start.elapsed() < Duration::from_secs(10), "socat did not create the pty pair");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (a.display().to_string(), b.display().to_string())
+}
+
+fn serve_serial(path: &str, guard: &mut Killer) {
+    let child = tests::command("device-agent")
+        .args(["serve", "--serial", path])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    guard.0.push(child);
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn local_tcp_and_serial_pty_produce_the_same_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, local) = profile(dir.path(), "local", &[]);
+    ok(&o);
+    check_complete(&local);
+
+    let mut guard = Killer(vec![]);
+    let (a, b) = socat_pair(dir.path(), &mut guard);
+    serve_serial(&a, &mut guard);
+    let (o, serial) =
+        profile(dir.path(), &format!("serial:{b}?baud=115200"), &["--key-timeout", "10"]);
+    ok(&o);
+    check_complete(&serial);
+    assert_eq!(table_keys(&serial), table_keys(&local));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    guard.0.push(
+        tests::command("device-agent")
+            .args(["serve", "--once", "--tcp", &addr])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (o, tcp) = profile(dir.path(), &format!("tcp:{addr}"), &[]);
+    ok(&o);
+    check_complete(&tcp);
+    assert_eq!(table_keys(&tcp), table_keys(&local));
+}
+
+#[test]
+fn an_agent_killed_mid_run_is_restarted_and_nothing_is_measured_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every agent lives 0.6 s, then is killed with SIGKILL: several deaths per profile.
+    let device = format!("exec:timeout -s KILL 0.6 {} serve --stdio", agent_path());
+    let (o, out) = profile(dir.path(), &device, &["--key-timeout", "5", "--max-restarts", "50"]);
+    ok(&o);
+    check_complete(&out);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("re-requesting"), "the agent was never killed mid-run:\n{err}");
+}
+
+#[test]
+fn a_host_killed_mid_run_resumes_without_loss_or_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan(dir.path());
+    let out = dir.path().join("t.json");
+    let journal = Journal::path_for(&out);
+    let mut child = tunas()
+        .args(["profile", "--plan"])
+        .arg(&plan)
+        .args(["--device", "local", "--out"])
+        .arg(&out)
+        .args(QUICK)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let lines = std::fs::read_to_string(&journal).map(|s| s.lines().count()).unwrap_or(0);
+        if lines > 6 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before: Vec<String> = std::io::BufReader::new(std::fs::File::open(&journal).unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| serde_json::from_str::<Record>(l).is_ok())
+        .collect();
+    assert!(before.len() > 6, "the host was killed before it journaled anything");
+    let o = tunas()
+        .args(["profile", "--resume", "--plan"])
+        .arg(&plan)
+        .args(["--device", "local", "--out"])
+        .arg(&out)
+        .args(QUICK)
+        .output()
+        .unwrap();
+    ok(&o);
+    let after: Vec<String> =
+        std::fs::read_to_string(&journal).unwrap().lines().map(String::from).collect();
+    assert_eq!(&after[..before.len()], &before[..], "journaled results changed on resume");
+    check_complete(&out);
+}
+
+#[test]
+fn garbage_on_the_serial_line_is_rejected_and_re_requested() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut guard = Killer(vec![]);
+    let script = tests::workspace_root().join("scripts/noisy_relay.py");
+    let mut relay = Command::new(tests::python())
+        .arg(&script)
+        .args(["--p", "0.08", "--seed", "3", "--seconds", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(relay.stdout.take().unwrap()).lines();
+    let a = lines.next().unwrap().unwrap();
+    let b = lines.next().unwrap().unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    guard.0.push(relay);
+    serve_serial(&a, &mut guard);
+    let (o, out) = profile(
+        dir.path(),
+        &format!("serial:{b}"),
+        &["--key-timeout", "1", "--max-restarts", "100", "--max-attempts", "20"],
+    );
+    ok(&o);
+    check_complete(&out);
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // An agent of another protocol version.
+    let old = tests::workspace_root().join("tests/fixtures/old_agent.py");
+    let device = format!("exec:{} {}", tests::python(), old.display());
+    let (o, _) = profile(dir.path(), &device, &["--max-restarts", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("protocol version 99") && err.contains("version 1"), "{err}");
+
+    // A journal with a corrupt line in the middle.
+    let (o, out) = profile(dir.path(), "local", &[]);
+    ok(&o);
+    let journal = Journal::path_for(&out);
+    let mut text = std::fs::read_to_string(&journal).unwrap();
+    let second = text.find('\n').unwrap() + 1;
+    text.insert_str(second, "{\"type\":\"pass\",\"key\":\n");
+    std::fs::write(&journal, text).unwrap();
+    let o = tunas()
+        .args(["profile", "--resume", "--plan"])
+        .arg(plan(dir.path()))
+        .args(["--device", "local", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("{}:2:", journal.display())) && err.contains("bad journal record"),
+        "{err}"
+    );
+
+    // An existing journal without --resume.
+    let (o, _) = profile(dir.path(), "local", &[]);
+    ok(&o);
+    let again = tunas()
+        .args(["profile", "--plan"])
+        .arg(plan(dir.path()))
+        .args(["--device", "local", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+
+    // Unknown transport.
+    let o = tunas()
+        .args(["profile", "--plan"])
+        .arg(plan(dir.path()))
+        .args(["--device", "usb:3", "--out", "x.json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown transport \"usb:3\""));
+}
