@@ -356,17 +356,27 @@ fn device_loop(
                     tx.send(Event::Result { pass, key: key.clone(), result })
                         .context("the driver stopped")
                 });
-            if let Err(e) = result {
-                let unfinished: Vec<(u32, OpKey)> =
-                    group.into_iter().filter(|(_, k)| !done.contains(k)).collect();
-                let _ = tx.send(Event::LinkFailed { device, error: format!("{e:#}"), unfinished });
-                client.kill();
-                failures += 1;
-                if failures > opts.max_restarts {
-                    let _ = tx.send(Event::Gone { device, error: Some(format!("{e:#}")) });
-                    return;
+            let unfinished: Vec<(u32, OpKey)> =
+                group.into_iter().filter(|(_, k)| !done.contains(k)).collect();
+            match result {
+                Err(e) => {
+                    let _ =
+                        tx.send(Event::LinkFailed { device, error: format!("{e:#}"), unfinished });
+                    client.kill();
+                    failures += 1;
+                    if failures > opts.max_restarts {
+                        let _ = tx.send(Event::Gone { device, error: Some(format!("{e:#}")) });
+                        return;
+                    }
+                    continue 'connect;
                 }
-                continue 'connect;
+                // The request completed but some results never arrived (their frames were
+                // corrupted and dropped): re-request them on the same link.
+                Ok(()) if !unfinished.is_empty() => {
+                    let error = format!("{} result(s) lost on the link", unfinished.len());
+                    let _ = tx.send(Event::LinkFailed { device, error, unfinished });
+                }
+                Ok(()) => {}
             }
         }
     }
