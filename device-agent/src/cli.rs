@@ -252,6 +252,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
     fn flag_defaults_are_the_method_defaults() {
         let cli =
             Cli::try_parse_from(["device-agent", "bench", "--plan", "p.json", "--out", "t.json"])

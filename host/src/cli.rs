@@ -40,3 +40,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Profile(c) => c.run(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -19,6 +19,45 @@ pub enum Cmd {
     Diff(DiffCmd),
     /// Merge tables of one setup into one (union of their keys).
     Merge(MergeCmd),
+    /// Check a table against whole networks measured on the device; fit and store a correction.
+    Validate(Box<ValidateCmd>),
+}
+
+/// `tunas tables validate FILE --space NAME --device TRANSPORT [--samples 50]`
+#[derive(Debug, Args)]
+pub struct ValidateCmd {
+    /// The table to validate (its correction is updated unless --dry-run).
+    pub file: PathBuf,
+    /// The search space to sample architectures from.
+    #[arg(long)]
+    pub space: String,
+    /// Where the agent is (local, exec:COMMAND, serial:PATH, tcp:HOST:PORT).
+    #[arg(long)]
+    pub device: String,
+    /// The agent binary for `local`.
+    #[arg(long)]
+    pub agent: Option<PathBuf>,
+    /// Number of sampled architectures.
+    #[arg(long, default_value_t = 50)]
+    pub samples: usize,
+    /// Seed of the architecture sampling.
+    #[arg(long, default_value_t = 0)]
+    pub sample_seed: u64,
+    /// Deployment resolution.
+    #[arg(long, default_value_t = 224)]
+    pub resolution: u32,
+    /// Report only; do not store the correction in the table.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for one network's measurement.
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout: f64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub method: latency_tables::Method,
 }
 
 /// `tunas tables show FILE [--top N] [--json]`
@@ -67,6 +106,95 @@ pub struct MergeCmd {
     /// What to do with a key present in several tables.
     #[arg(long, value_enum, default_value_t = OnConflict::MoreSamples)]
     pub on_conflict: OnConflict,
+}
+
+impl ValidateCmd {
+    fn run(self, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+        use crate::tables::validate::{self, Point};
+        let mut table = load(&self.file)?;
+        let space = SearchSpace::by_name(&self.space)?;
+        let spec = crate::device::TransportSpec::parse(&self.device, self.agent.as_ref())?;
+        let archs = validate::sample_architectures(&space, self.samples, self.sample_seed);
+        let mut journal_name = self.file.as_os_str().to_owned();
+        journal_name.push(".validate.journal");
+        let journal = PathBuf::from(journal_name);
+        let mut done = validate::load_journal(&journal)?;
+        let mut client = None;
+        let mut points = Vec::new();
+        for (i, arch) in archs.iter().enumerate() {
+            let key = arch.to_string();
+            let predicted_us = validate::predict_us(&table, &space, arch, self.resolution)?;
+            if let Some(p) = done.remove(&key) {
+                points.push(p);
+                continue;
+            }
+            if client.is_none() {
+                client = Some(crate::device::client::AgentClient::connect(
+                    &spec,
+                    std::time::Duration::from_secs(60),
+                )?);
+            }
+            let Some(agent) = client.as_mut() else { continue };
+            let net = space.resolve(arch, self.resolution).network;
+            let samples = agent
+                .measure_network(
+                    &net,
+                    &self.method,
+                    std::time::Duration::from_secs_f64(self.timeout),
+                )
+                .with_context(|| format!("measuring architecture {key}"))?;
+            let measured_us = latency_tables::LatencyStats::from_samples(&samples)
+                .map(|s| s.median)
+                .context("the agent sent no samples")?;
+            let p = Point { arch: key, predicted_us, measured_us };
+            validate::append_journal(&journal, &p)?;
+            eprintln!(
+                "validate {}/{}: predicted {:.2} ms, measured {:.2} ms ({:+.1}%)",
+                i + 1,
+                archs.len(),
+                predicted_us / 1e3,
+                measured_us / 1e3,
+                100.0 * (predicted_us - measured_us) / measured_us
+            );
+            points.push(p);
+        }
+        if let Some(c) = client {
+            c.shutdown();
+        }
+        let report = validate::report(points);
+        if self.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        } else {
+            let row = |name: &str, m: &validate::Metrics| {
+                format!(
+                    "{name:<18} RMSPE {:6.2}%   within ±5% {:5.1}%   within ±10% {:5.1}%   Kendall τ {:.3}",
+                    m.rmspe, m.within_5, m.within_10, m.kendall_tau
+                )
+            };
+            writeln!(
+                out,
+                "{} architectures of {} on {}",
+                report.points.len(),
+                space.name,
+                spec.describe()
+            )?;
+            writeln!(out, "{}", row("table sum", &report.before))?;
+            if let (Some(c), Some(after)) = (&report.correction, &report.after) {
+                writeln!(out, "{}", row("after correction", after))?;
+                writeln!(out, "correction: measured ≈ {:.4} × Σ + {:.1} µs", c.scale, c.offset_us)?;
+            }
+        }
+        if !self.dry_run {
+            if let Some(c) = report.correction.clone() {
+                table.correction = Some(c);
+                table
+                    .save(&self.file)
+                    .with_context(|| format!("writing {}", self.file.display()))?;
+                eprintln!("stored the correction in {}", self.file.display());
+            }
+        }
+        Ok(())
+    }
 }
 
 fn load(path: &Path) -> anyhow::Result<LatencyTable> {
@@ -124,6 +252,7 @@ impl Cmd {
                     .with_context(|| format!("writing merged table {}", c.out.display()))?;
                 eprintln!("{}", outcome.summary(&c.out.display().to_string(), c.on_conflict));
             }
+            Cmd::Validate(c) => c.run(&mut out)?,
         }
         Ok(0)
     }

@@ -9,6 +9,7 @@
 pub mod diff;
 pub mod merge;
 pub mod show;
+pub mod validate;
 
 use latency_tables::Entry;
 use serde::Serialize;
