@@ -306,3 +306,61 @@ fn bad_input_gives_clear_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown transport \"usb:3\""));
 }
+
+#[test]
+fn validate_measures_whole_networks_stores_a_correction_and_resumes() {
+    use latency_tables::{Entry, Fingerprint, LatencyStats, Method};
+    let dir = tempfile::tempdir().unwrap();
+    // A synthetic table over the whole proxylessnas plan (values ∝ MACs), so every sampled
+    // architecture can be predicted; the networks themselves are really measured.
+    let space = host::space::SearchSpace::by_name("proxylessnas").unwrap();
+    let mut table = LatencyTable::new(Fingerprint::default(), Method::default());
+    for key in space.plan(224) {
+        let us = 5.0 + key.macs() as f64 / 2e3;
+        table.insert(Entry::new(key, LatencyStats::from_samples(&[us]).unwrap(), 0.0, false));
+    }
+    let path = dir.path().join("t.json");
+    table.save(&path).unwrap();
+    let args = |p: &Path| {
+        let mut c = tunas();
+        c.args(["tables", "validate"]).arg(p).args([
+            "--space",
+            "proxylessnas",
+            "--device",
+            "local",
+            "--samples",
+            "3",
+        ]);
+        c.args([
+            "--warmup-runs",
+            "1",
+            "--warmup-secs",
+            "0",
+            "--runs",
+            "2",
+            "--pass-secs",
+            "0",
+            "--passes",
+            "1",
+        ]);
+        c
+    };
+    let o = args(&path).output().unwrap();
+    ok(&o);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("3 architectures of proxylessnas")
+            && text.contains("RMSPE")
+            && text.contains("Kendall"),
+        "{text}"
+    );
+    let stored = LatencyTable::load(&path).unwrap().correction.expect("a correction is stored");
+    assert_eq!(stored.samples, 3);
+    let journal = dir.path().join("t.json.validate.journal");
+    assert_eq!(std::fs::read_to_string(&journal).unwrap().lines().count(), 3);
+    // A second run reuses the journal: nothing is measured again.
+    let o = args(&path).output().unwrap();
+    ok(&o);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("validate 1/3"), "measured again");
+    assert_eq!(std::fs::read_to_string(&journal).unwrap().lines().count(), 3);
+}
