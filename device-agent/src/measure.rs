@@ -238,15 +238,7 @@ pub fn run_pass(
     Ok(())
 }
 
-/// The rotated key order of pass `pass` of `passes`: pass p starts `p·len/passes` keys later,
-/// so every key sits early, middle and late once and slow drift becomes noise.
-pub fn rotated(keys: &[OpKey], pass: u32, passes: u32) -> Vec<OpKey> {
-    if keys.is_empty() {
-        return vec![];
-    }
-    let shift = (pass as usize * keys.len()) / passes.max(1) as usize % keys.len();
-    keys[shift..].iter().chain(&keys[..shift]).cloned().collect()
-}
+pub use latency_tables::journal::rotated;
 
 /// A message for people, on stderr.
 pub fn log_line(msg: &str) {

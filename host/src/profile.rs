@@ -120,7 +120,7 @@ pub fn profile(
     let mut attempts: BTreeMap<OpKey, u32> = BTreeMap::new();
     let mut queue = VecDeque::new();
     for pass in 0..passes {
-        for key in rotate(keys, pass, passes) {
+        for key in latency_tables::journal::rotated(keys, pass, passes) {
             if !collected.has(&key, pass) && !collected.failed(&key) {
                 queue.push_back((pass, key));
             }
@@ -281,14 +281,6 @@ pub fn profile(
         restarts,
         seconds: start.elapsed().as_secs_f64(),
     })
-}
-
-fn rotate(keys: &[OpKey], pass: u32, passes: u32) -> Vec<OpKey> {
-    if keys.is_empty() {
-        return vec![];
-    }
-    let shift = (pass as usize * keys.len()) / passes.max(1) as usize % keys.len();
-    keys[shift..].iter().chain(&keys[..shift]).cloned().collect()
 }
 
 /// One device: connect, take groups of items of one pass, measure, report; on a link failure

@@ -158,6 +158,16 @@ impl Journal {
     }
 }
 
+/// The key order of pass `pass` of `passes`: pass p starts `p·len/passes` keys later, so every
+/// key sits early, middle and late once and slow drift becomes noise instead of bias.
+pub fn rotated(keys: &[OpKey], pass: u32, passes: u32) -> Vec<OpKey> {
+    if keys.is_empty() {
+        return vec![];
+    }
+    let shift = (pass as usize * keys.len()) / passes.max(1) as usize % keys.len();
+    keys[shift..].iter().chain(&keys[..shift]).cloned().collect()
+}
+
 #[derive(Debug, Clone, Default)]
 struct KeyPasses {
     passes: BTreeMap<u32, (Vec<f64>, u32, bool)>,

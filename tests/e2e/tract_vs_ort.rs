@@ -8,20 +8,7 @@ use host::space::SearchSpace;
 use latency_tables::onnx::{self, SeededWeights};
 use latency_tables::{Network, OpKey};
 
-const KEYS: &[&str] = &[
-    "stem/224x224x3/o32/k3/s2/relu",
-    "stem/224x224x3/o16/k5/s2/hswish",
-    "sep/112x112x32/o16/k3/s1/relu",
-    "sep/112x112x16/o16/k7/s1/relu/res",
-    "ib/112x112x16/o32/k5/s2/e48/se0/relu",
-    "ib/56x56x32/o32/k7/s1/e192/se0/relu/res",
-    "ib/28x28x40/o80/k3/s2/e240/se64/hswish",
-    "ib/7x7x160/o160/k5/s1/e960/se240/hswish/res",
-    "head/7x7x320/o1280/relu",
-    "head/1x1x1024/o2048/hswish",
-    "pool/7x7x1280",
-    "fc/1x1x1280/o1001",
-];
+use tests::EVERY_KIND as KEYS;
 
 fn read_f32(path: &Path) -> Vec<f32> {
     let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
