@@ -34,6 +34,23 @@ pub enum Command {
     Infer(InferArgs),
     /// Serve the host protocol over stdio, a serial port or TCP.
     Serve(ServeArgs),
+    /// Write the ONNX model the agent measures for op keys (one key, or several as a network),
+    /// to inspect it with other tools or time it with `bench-model`.
+    BuildOnnx(BuildOnnxArgs),
+}
+
+/// `device-agent build-onnx KEY [KEY …] --out FILE`
+#[derive(Debug, Args)]
+pub struct BuildOnnxArgs {
+    /// Op keys; several keys are built as one network, in order.
+    #[arg(required = true)]
+    pub keys: Vec<String>,
+    /// Where to write the model.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed of the generated weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// Where and how wide to run.
@@ -244,6 +261,16 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve(a) => crate::transport::serve(&engine, &a),
+        Command::BuildOnnx(a) => {
+            let keys = a
+                .keys
+                .iter()
+                .map(|k| k.parse::<latency_tables::OpKey>())
+                .collect::<Result<Vec<_>, _>>()?;
+            let bytes = latency_tables::onnx::network_bytes(&latency_tables::Network::new(keys), a.seed)?;
+            std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;
+            Ok(())
+        }
     }
 }
 
