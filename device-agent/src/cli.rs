@@ -267,8 +267,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .map(|k| k.parse::<latency_tables::OpKey>())
                 .collect::<Result<Vec<_>, _>>()?;
-            let bytes = latency_tables::onnx::network_bytes(&latency_tables::Network::new(keys), a.seed)?;
-            std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;
+            let bytes =
+                latency_tables::onnx::network_bytes(&latency_tables::Network::new(keys), a.seed)?;
+            std::fs::write(&a.out, bytes)
+                .with_context(|| format!("writing {}", a.out.display()))?;
             Ok(())
         }
     }

@@ -364,3 +364,28 @@ fn validate_measures_whole_networks_stores_a_correction_and_resumes() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("validate 1/3"), "measured again");
     assert_eq!(std::fs::read_to_string(&journal).unwrap().lines().count(), 3);
 }
+
+#[test]
+fn a_fleet_shards_keys_and_refuses_mixed_hardware() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two agents of the same setup share the work.
+    let (o, out) = profile(dir.path(), "local", &["--device", "local"]);
+    ok(&o);
+    check_complete(&out);
+    // Agents pinned to different CPUs have different fingerprints (affinity): refused...
+    let a = format!("exec:{} serve --stdio --cpus 0", agent_path());
+    let b = format!("exec:{} serve --stdio --cpus 1", agent_path());
+    let (o, _) = profile(dir.path(), &a, &["--device", &b]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("refusing to mix")
+            && err.contains("affinity")
+            && err.contains("--allow-mixed"),
+        "{err}"
+    );
+    // ...unless allowed.
+    let (o, out) = profile(dir.path(), &a, &["--device", &b, "--allow-mixed"]);
+    ok(&o);
+    check_complete(&out);
+}
