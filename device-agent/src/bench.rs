@@ -13,7 +13,7 @@ use latency_tables::{Fingerprint, Method, Plan, SCHEMA_VERSION};
 
 use crate::engine::Engine;
 use crate::measure::{self, Canary, Placement};
-use crate::progress::Progress;
+use latency_tables::progress::Progress;
 
 /// What a finished bench did.
 #[derive(Debug, serde::Serialize)]

@@ -10,7 +10,6 @@ pub mod bench;
 pub mod cli;
 pub mod engine;
 pub mod measure;
-pub mod progress;
 pub mod serve;
 pub mod sysinfo;
 pub mod tract_engine;

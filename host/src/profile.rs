@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use latency_tables::journal::{Collected, Journal, Record};
+use latency_tables::progress::Progress;
 use latency_tables::{Fingerprint, LatencyTable, Method, OpKey, SCHEMA_VERSION};
 
 use crate::device::client::{AgentClient, KeyResult};
@@ -147,7 +148,8 @@ pub fn profile(
     let mut restarts = 0;
     let mut live = devices.len();
     let mut last_error = None;
-    let mut progress = Progress::new(total, already, opts.progress);
+    let mut progress =
+        opts.progress.then(|| Progress::new("profile", total as u64, already as u64));
     while live > 0 {
         let Ok(event) = rx.recv() else { break };
         match event {
@@ -204,7 +206,9 @@ pub fn profile(
                 }
                 collected.add(&record);
                 received_now += 1;
-                progress.advance(&key.to_string());
+                if let Some(p) = progress.as_mut() {
+                    p.advance(1, &key.to_string());
+                }
             }
             Event::LinkFailed { device, error, unfinished } => {
                 restarts += 1;
@@ -373,62 +377,4 @@ fn device_loop(
         }
     }
     let _ = tx.send(Event::Gone { device, error: None });
-}
-
-/// Progress on stderr: done/total, ETA, current key.
-struct Progress {
-    total: usize,
-    done: usize,
-    first: usize,
-    start: std::time::Instant,
-    last: Option<std::time::Instant>,
-    enabled: bool,
-    tty: bool,
-}
-
-impl Progress {
-    fn new(total: usize, done: usize, enabled: bool) -> Self {
-        use std::io::IsTerminal;
-        Progress {
-            total,
-            done,
-            first: done,
-            start: std::time::Instant::now(),
-            last: None,
-            enabled,
-            tty: std::io::stderr().is_terminal(),
-        }
-    }
-
-    fn advance(&mut self, current: &str) {
-        use std::io::Write;
-        self.done += 1;
-        if !self.enabled {
-            return;
-        }
-        let every = if self.tty { Duration::from_millis(100) } else { Duration::from_secs(10) };
-        if self.last.is_some_and(|t| t.elapsed() < every) && self.done < self.total {
-            return;
-        }
-        self.last = Some(std::time::Instant::now());
-        let rate = (self.done - self.first) as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
-        let eta = if rate > 0.0 { ((self.total - self.done) as f64 / rate) as u64 } else { 0 };
-        let line = format!(
-            "profile {}/{} ({:.0}%) ETA {}m{:02}s  {current}",
-            self.done,
-            self.total,
-            100.0 * self.done as f64 / self.total.max(1) as f64,
-            eta / 60,
-            eta % 60
-        );
-        let mut err = std::io::stderr().lock();
-        if self.tty {
-            let _ = write!(err, "\r\x1b[2K{line}");
-            if self.done >= self.total {
-                let _ = writeln!(err);
-            }
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-    }
 }

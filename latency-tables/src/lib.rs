@@ -18,6 +18,7 @@ pub mod network;
 pub mod onnx;
 pub mod op_key;
 pub mod plan;
+pub mod progress;
 pub mod stats;
 pub mod table;
 pub mod wire;

@@ -138,7 +138,13 @@ pub fn report(points: Vec<Point>) -> Report {
     let p: Vec<f64> = points.iter().map(|x| x.predicted_us).collect();
     let m: Vec<f64> = points.iter().map(|x| x.measured_us).collect();
     let before = metrics(&p, &m);
-    let fit = fit_affine(&p, &m).filter(|(s, _)| *s > 0.0);
+    // A non-positive slope (too few or too noisy points) would invert the ranking: fall back
+    // to a constant per-network overhead.
+    let offset_only = || {
+        (!p.is_empty())
+            .then(|| (1.0, m.iter().zip(&p).map(|(m, p)| m - p).sum::<f64>() / p.len() as f64))
+    };
+    let fit = fit_affine(&p, &m).filter(|(s, _)| *s > 0.0).or_else(offset_only);
     let correction =
         fit.map(|(scale, offset_us)| Correction { scale, offset_us, samples: points.len() as u32 });
     let after = correction.as_ref().map(|c| {
@@ -237,6 +243,17 @@ mod tests {
         assert!(r.before.rmspe > 10.0 && r.before.within_10 < 100.0);
         let after = r.after.unwrap();
         assert!(after.rmspe < 1e-6 && after.within_5 == 100.0 && after.kendall_tau == 1.0);
+    }
+
+    #[test]
+    fn an_inverted_fit_falls_back_to_a_constant_offset() {
+        let points = vec![
+            Point { arch: "a".into(), predicted_us: 100.0, measured_us: 230.0 },
+            Point { arch: "b".into(), predicted_us: 200.0, measured_us: 210.0 },
+        ];
+        let c = report(points).correction.unwrap();
+        assert_eq!(c.scale, 1.0);
+        assert!((c.offset_us - 70.0).abs() < 1e-9);
     }
 
     #[test]
