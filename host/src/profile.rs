@@ -218,7 +218,8 @@ pub fn profile(
                     unfinished.len()
                 );
                 let mut q = shared.queue.lock().map_err(|_| anyhow::anyhow!("queue poisoned"))?;
-                for (pass, key) in unfinished.into_iter().rev() {
+                // The device thread has already put these back in the queue.
+                for (pass, key) in unfinished {
                     if collected.has(&key, pass) || collected.failed(&key) {
                         continue;
                     }
@@ -233,8 +234,6 @@ pub fn profile(
                         collected.add(&record);
                         q.retain(|(_, k)| k != &key);
                         eprintln!("tunas: {key}: giving up after {n} attempts: {error}");
-                    } else {
-                        q.push_front((pass, key));
                     }
                 }
             }
@@ -354,6 +353,15 @@ fn device_loop(
                 });
             let unfinished: Vec<(u32, OpKey)> =
                 group.into_iter().filter(|(_, k)| !done.contains(k)).collect();
+            // Hand the unfinished items back first, so they can never be lost (the driver
+            // only counts attempts).
+            if !unfinished.is_empty() {
+                if let Ok(mut q) = shared.queue.lock() {
+                    for item in unfinished.iter().rev() {
+                        q.push_front(item.clone());
+                    }
+                }
+            }
             match result {
                 Err(e) => {
                     let _ =
@@ -371,6 +379,14 @@ fn device_loop(
                 Ok(()) if !unfinished.is_empty() => {
                     let error = format!("{} result(s) lost on the link", unfinished.len());
                     let _ = tx.send(Event::LinkFailed { device, error, unfinished });
+                    failures += 1;
+                    if failures > opts.max_restarts {
+                        let _ = tx.send(Event::Gone {
+                            device,
+                            error: Some("too many lost results".into()),
+                        });
+                        return;
+                    }
                 }
                 Ok(()) => {}
             }
