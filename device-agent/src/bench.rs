@@ -117,7 +117,7 @@ pub fn bench(
     }
     let mut table = collected.to_table(fingerprint, method);
     table.description = Some(format!("device-agent bench --plan {}", plan_path.display()));
-    table.created = Some(timestamp());
+    table.created = Some(latency_tables::table::timestamp());
     table.save(out)?;
     Ok(Summary {
         out: out.to_path_buf(),
@@ -128,14 +128,6 @@ pub fn bench(
         seconds: start.elapsed().as_secs_f64(),
         canary_drifts: canary.map_or(0, |c| c.drifts),
     })
-}
-
-/// Seconds since the Unix epoch, as text (no date library on the device).
-pub fn timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!("unix:{secs}")
 }
 
 #[cfg(test)]

@@ -265,12 +265,7 @@ pub fn profile(
         bail!("no device answered the handshake ({})", last_error.unwrap_or_default());
     };
     let mut table: LatencyTable = collected.to_table(fingerprint, method);
-    table.created = Some(format!(
-        "unix:{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    ));
+    table.created = Some(latency_tables::table::timestamp());
     table.description = Some(format!(
         "tunas profile over {}",
         devices.iter().map(TransportSpec::describe).collect::<Vec<_>>().join(", ")

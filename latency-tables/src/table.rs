@@ -33,6 +33,14 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The only unit tables are written in.
 pub const UNITS: &str = "us";
 
+/// The creation time written into tables: `unix:SECONDS` (no date library on devices).
+pub fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("unix:{secs}")
+}
+
 /// One measured key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -204,7 +204,7 @@ pub fn merge(inputs: &[MergeInput], opts: MergeOptions) -> Result<MergeOutcome, 
     let mut table = LatencyTable::new(first.table.fingerprint.clone(), first.table.method.clone());
     let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
     table.description = Some(format!("merged from {}", names.join(", ")));
-    table.created = Some(timestamp());
+    table.created = Some(latency_tables::table::timestamp());
     let mut taken = vec![0usize; inputs.len()];
     for (idx, e) in winners.values() {
         taken[*idx] += 1;
@@ -236,14 +236,6 @@ pub fn merge(inputs: &[MergeInput], opts: MergeOptions) -> Result<MergeOutcome, 
         conflicts: conflicting.len(),
         warnings,
     })
-}
-
-/// Creation time as the agent writes it (`unix:SECONDS`).
-fn timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!("unix:{secs}")
 }
 
 #[cfg(test)]
