@@ -25,6 +25,9 @@ pub enum Command {
     Plan(cmd::plan::Cmd),
     /// Measure op keys on devices through their agents into a latency table (resumable).
     Profile(Box<cmd::profile::Cmd>),
+    /// TuNAS search: weight-sharing supernet + REINFORCE controller with the absolute reward.
+    /// No arguments: a quick search (proxylessnas, embedded Fashion-MNIST, pixel1, T0 = 84 ms).
+    Search(Box<cmd::search::Cmd>),
     /// Inspect, compare and combine latency tables.
     #[command(subcommand)]
     Tables(cmd::tables::Cmd),
@@ -38,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Plan(c) => c.run(),
         Command::Tables(c) => c.run(),
         Command::Profile(c) => c.run(),
+        Command::Search(c) => c.run(),
     }
 }
 

@@ -3,14 +3,20 @@
 //! `space` defines the three TuNAS search spaces and resolves architectures into op keys;
 //! `latency` turns an architecture into T(α) with the paper's Pixel 1 model or a measured table;
 //! `tables` shows, compares and merges measured latency tables;
+//! `data`, `supernet` and `search` are the TuNAS search on Candle (proxy data, the weight-sharing
+//! supernet with its custom ops, the controller and the step loop);
 //! `cmd` holds one module per subcommand of the `tunas` binary.
 
 pub mod cli;
 pub mod cmd;
+pub mod data;
 pub mod device;
 pub mod latency;
 pub mod profile;
+pub mod rng;
+pub mod search;
 pub mod space;
+pub mod supernet;
 pub mod tables;
 
 pub use cli::{run, Cli};

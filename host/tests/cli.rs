@@ -187,3 +187,82 @@ fn measured_table_latency_and_missing_keys() {
     // 24 layers × 1 ms.
     assert_eq!(stdout(&o).trim(), "24.000", "{}", stderr(&o));
 }
+
+#[test]
+fn search_writes_a_run_directory_and_resumes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let d = dir.to_str().unwrap();
+    let common = [
+        "search",
+        "--steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--width-multiplier",
+        "0.1",
+        "--validation-size",
+        "100",
+        "--checkpoint-every",
+        "2",
+        "--space",
+        "mobilenet-v3-like",
+        "--out",
+        d,
+    ];
+    // Stopped before step 3 (as Ctrl-C would), then resumed.
+    let mut args = common.to_vec();
+    args.extend(["--stop-at", "3"]);
+    let o = tunas(&args);
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let o = tunas(&["search", "--resume", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["space"], "mobilenet-v3-like");
+    assert_eq!(report["target_ms"], 57.0);
+    assert_eq!(report["indices"].as_str().unwrap().split(':').count(), 86);
+    assert!(stderr(&o).contains("one-shot validation accuracy"), "{}", stderr(&o));
+    let steps = std::fs::read_to_string(dir.join("steps.jsonl")).unwrap();
+    let numbers: Vec<u64> = steps
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, vec![0, 1, 2, 3]);
+    for f in ["config.json", "final.json", "latency.svg", "reward.svg", "entropy.svg"] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    // Options the run directory already fixes cannot be given with --resume.
+    let o = tunas(&["search", "--resume", d, "--seed", "3"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn search_refuses_bad_data_and_incomplete_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = tunas(&[
+        "search",
+        "--data",
+        "/no/such/dir",
+        "--out",
+        tmp.path().join("a").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/no/such/dir"), "{}", stderr(&o));
+    // The committed x86 table covers proxylessnas only, not the enlarged space.
+    let table = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../latency-tables/data/x86_64-xeon-vm-proxylessnas-224.json"
+    );
+    let o = tunas(&[
+        "search",
+        "--space",
+        "proxylessnas-enlarged",
+        "--latency",
+        table,
+        "--out",
+        tmp.path().join("b").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("lacks") && stderr(&o).contains("tunas profile"), "{}", stderr(&o));
+}

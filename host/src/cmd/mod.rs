@@ -3,5 +3,6 @@
 pub mod latency;
 pub mod plan;
 pub mod profile;
+pub mod search;
 pub mod space;
 pub mod tables;

@@ -1,0 +1,143 @@
+//! `tunas search`: a TuNAS search on the Candle supernet. With no arguments, a quick search of
+//! the ProxylessNAS space on the embedded Fashion-MNIST subset with the Pixel 1 model at 84 ms.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::search::{self, default_rl_lr, Interrupt, RewardKind, SearchConfig, Stop};
+use crate::space::SearchSpace;
+
+/// Arguments of `tunas search`.
+#[derive(Debug, Args)]
+pub struct Cmd {
+    /// Search space.
+    #[arg(long, default_value = "proxylessnas")]
+    space: String,
+    /// Latency model: `pixel1` (the paper's) or a measured table file.
+    #[arg(long, default_value = "pixel1")]
+    latency: String,
+    /// Latency target T0 in ms [default: the paper's target for the space: 84, or 57 for
+    /// mobilenet-v3-like].
+    #[arg(long)]
+    target_ms: Option<f64>,
+    /// Reward function.
+    #[arg(long, value_enum, default_value = "abs")]
+    reward: RewardKind,
+    /// Cost exponent β.
+    #[arg(long, default_value_t = -0.10, allow_hyphen_values = true)]
+    beta: f64,
+    /// Search steps (one architecture per step).
+    #[arg(long, conflicts_with = "epochs")]
+    steps: Option<usize>,
+    /// Search length in epochs of the training split instead of steps.
+    #[arg(long)]
+    epochs: Option<f64>,
+    /// Training batch size (the validation batch for Q is 4× this).
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Channel multiplier of the proxy supernet (T(α) is always for full width at 224×224).
+    #[arg(long, default_value_t = 0.25)]
+    width_multiplier: f64,
+    /// Seed of every random draw (weights, data order, policy samples).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Data: `fashion-mnist` (embedded subset) or a directory of IDX or CIFAR-10 binary files.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// Images held out of the training split for the validation batches.
+    #[arg(long, default_value_t = 2000)]
+    validation_size: usize,
+    /// Peak learning rate of the shared weights [default: 0.165·batch/256, the reference's].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// RL learning rate at the end of the delay [default: the reference's 0.0048 rescaled to the
+    /// same total RL step budget over this run's steps].
+    #[arg(long)]
+    rl_lr: Option<f64>,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 50)]
+    checkpoint_every: usize,
+    /// Run directory [default: runs/search-<space>-<seed>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint (its config.json is used).
+    #[arg(long, conflicts_with_all = ["out", "space", "latency", "steps", "epochs", "seed"])]
+    resume: Option<PathBuf>,
+    /// Stop (with a checkpoint) before this step; `--resume` continues.
+    #[arg(long, hide = true)]
+    stop_at: Option<usize>,
+}
+
+impl Cmd {
+    fn config(&self) -> Result<SearchConfig> {
+        let space = SearchSpace::by_name(&self.space)?;
+        let mut cfg = SearchConfig::quick();
+        cfg.space = space.name.into();
+        cfg.latency = self.latency.clone();
+        cfg.target_ms = self.target_ms.unwrap_or(space.default_target_ms);
+        cfg.reward = self.reward;
+        cfg.beta = self.beta;
+        cfg.batch_size = self.batch_size;
+        cfg.width_multiplier = self.width_multiplier;
+        cfg.seed = self.seed;
+        cfg.data = self.data.clone();
+        cfg.validation_size = self.validation_size;
+        cfg.checkpoint_every = self.checkpoint_every;
+        cfg.steps = match (self.steps, self.epochs) {
+            (Some(s), _) => s,
+            (None, Some(e)) => {
+                let splits = crate::data::load(&self.data)?;
+                let n =
+                    crate::data::Dataset::len(&splits.train).saturating_sub(self.validation_size);
+                ((e * n as f64) / self.batch_size as f64).ceil() as usize
+            }
+            (None, None) => cfg.steps,
+        };
+        cfg.lr = self.lr.unwrap_or(0.165 * self.batch_size as f64 / 256.0);
+        cfg.rl_lr = self.rl_lr.unwrap_or_else(|| default_rl_lr(cfg.steps));
+        Ok(cfg)
+    }
+
+    /// Runs the search; prints the final architecture report (JSON) on stdout.
+    pub fn run(self) -> Result<i32> {
+        let interrupt = Interrupt { at_step: self.stop_at, ..Interrupt::default() };
+        let flag = interrupt.flag.clone();
+        ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\nsearch: Ctrl-C — checkpointing after this step (again to quit now)");
+        })
+        .context("installing the Ctrl-C handler")?;
+        let (outcome, dir) = match &self.resume {
+            Some(dir) => (search::resume(dir, &interrupt)?, dir.clone()),
+            None => {
+                let cfg = self.config()?;
+                let dir = self.out.clone().unwrap_or_else(|| {
+                    PathBuf::from(format!("runs/search-{}-seed{}", cfg.space, cfg.seed))
+                });
+                (search::start(cfg, &dir, &interrupt)?, dir)
+            }
+        };
+        match (outcome.stop, outcome.final_report) {
+            (Stop::Finished, Some(report)) => {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                let f = |k: &str| report[k].as_f64().unwrap_or(f64::NAN);
+                eprintln!(
+                    "search: done in {}: architecture {}\n  T(α) = {:.2} ms (target {:.1}, {:+.1}%), one-shot validation accuracy {:.2}%",
+                    dir.display(),
+                    report["indices"].as_str().unwrap_or("?"),
+                    f("latency_ms"),
+                    f("target_ms"),
+                    100.0 * f("latency_error"),
+                    100.0 * f("one_shot_validation_accuracy"),
+                );
+                Ok(0)
+            }
+            _ => Ok(130),
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! The REINFORCE controller of tunas-spec §3: independent logits per decision (initialised to 0),
+//! log-probability and entropy over active decisions only, the `abs`/`mnas`/`mnas-hard` rewards,
+//! a zero-debiased EMA baseline that includes the current step, and Adam with β1 = 0,
+//! β2 = 0.999, ε = 1e-8 outside the square root.
+//!
+//! The policy is a few hundred numbers, so it lives in plain `f64` vectors with its own
+//! optimiser, apart from the supernet's Candle var map and RMSProp: the gradient of
+//! `log softmax(θ)[c]` is `onehot(c) − softmax(θ)`, exact.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+use crate::space::{LayerSpec, SearchSpace, Tag};
+
+/// The reward functions of tunas-spec §3.3, with `ρ = T(α)/T0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RewardKind {
+    /// `Q + β·|ρ − 1|` (the default).
+    Abs,
+    /// `Q · ρ^β` (MnasNet soft exponential).
+    Mnas,
+    /// `Q · min(1, ρ^β)` (hard exponential).
+    MnasHard,
+}
+
+impl RewardKind {
+    /// The reward of quality `q` at latency `t` for target `t0` and exponent `beta`.
+    pub fn reward(self, q: f64, t: f64, t0: f64, beta: f64) -> f64 {
+        let rho = t / t0;
+        match self {
+            RewardKind::Abs => q + beta * (rho - 1.0).abs(),
+            RewardKind::Mnas => q * rho.powf(beta),
+            RewardKind::MnasHard => q * rho.powf(beta).min(1.0),
+        }
+    }
+}
+
+/// What the controller needs to know about a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionInfo {
+    /// Number of choices.
+    pub choices: usize,
+    /// Op or filters (which warmup applies).
+    pub tag: Tag,
+    /// The skip decision of the layer this decision belongs to: the decision is active only when
+    /// that layer is present (choice 0 has a non-zero weight).
+    pub parent: Option<usize>,
+}
+
+/// The controller's decision list for a search space.
+pub fn decision_infos(space: &SearchSpace) -> Vec<DecisionInfo> {
+    let mut infos: Vec<DecisionInfo> = space
+        .decisions
+        .iter()
+        .map(|d| DecisionInfo { choices: d.num_choices(), tag: d.tag(), parent: None })
+        .collect();
+    for block in &space.blocks {
+        for layer in &block.layers {
+            let (skip, children): (Option<usize>, Vec<usize>) = match *layer {
+                LayerSpec::SepConv { kernel, skip, .. } => (
+                    skip,
+                    match kernel {
+                        crate::space::Param::Decision(d) => vec![d],
+                        crate::space::Param::Fixed(_) => vec![],
+                    },
+                ),
+                LayerSpec::Bottleneck { kernel, expansion, se, skip, .. } => {
+                    let mut v = vec![kernel, expansion];
+                    v.extend(se);
+                    (skip, v)
+                }
+                _ => (None, vec![]),
+            };
+            if let Some(s) = skip {
+                for c in children {
+                    infos[c].parent = Some(s);
+                }
+            }
+        }
+    }
+    infos
+}
+
+/// One step's draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draw {
+    /// The policy's sample for every decision.
+    pub sampled: Vec<usize>,
+    /// Per-decision weights the supernet uses: one-hot, uniform (op warmup) or one-hot of the
+    /// largest choice (filter warmup).
+    pub weights: Vec<Vec<f32>>,
+    /// One index per decision for T(α): the largest choice under filter warmup, the policy's
+    /// sample otherwise (a latency table cannot price an average of ops).
+    pub effective: Vec<usize>,
+    /// Whether warmup replaced the sample.
+    pub replaced: Vec<bool>,
+}
+
+/// Policy, Adam state and baseline; everything a checkpoint needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Controller {
+    /// Decisions.
+    pub decisions: Vec<DecisionInfo>,
+    /// One logit vector per decision.
+    pub logits: Vec<Vec<f64>>,
+    /// Adam's second-moment slots.
+    pub adam_v: Vec<Vec<f64>>,
+    /// Adam steps taken (the global step count).
+    pub adam_t: u64,
+    /// Baseline EMA numerator and denominator (zero-debiased).
+    pub baseline: (f64, f64),
+}
+
+/// Adam's β2.
+pub const ADAM_BETA2: f64 = 0.999;
+/// Adam's ε (outside the square root).
+pub const ADAM_EPS: f64 = 1e-8;
+/// Baseline momentum.
+pub const BASELINE_MOMENTUM: f64 = 0.95;
+
+fn softmax(logits: &[f64]) -> Vec<f64> {
+    let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = logits.iter().map(|&l| (l - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+/// The outcome of one REINFORCE update.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    /// The baseline after folding in this step's reward.
+    pub baseline: f64,
+    /// `r − b`.
+    pub advantage: f64,
+    /// `log π(α)` over active decisions.
+    pub log_prob: f64,
+    /// Policy entropy over active decisions.
+    pub entropy: f64,
+}
+
+impl Controller {
+    /// A uniform policy (all logits 0).
+    pub fn new(decisions: Vec<DecisionInfo>) -> Controller {
+        let logits = decisions.iter().map(|d| vec![0.0; d.choices]).collect::<Vec<_>>();
+        Controller { adam_v: logits.clone(), logits, decisions, adam_t: 0, baseline: (0.0, 0.0) }
+    }
+
+    /// Current probabilities of decision `d`.
+    pub fn probs(&self, d: usize) -> Vec<f64> {
+        softmax(&self.logits[d])
+    }
+
+    /// Draws α ~ π, then applies op warmup (uniform weights) and filter warmup (largest choice),
+    /// each with probability `p_warmup`, one coin per decision.
+    pub fn draw(&self, rng: &mut Rng, p_warmup: f64) -> Draw {
+        let n = self.decisions.len();
+        let mut draw = Draw {
+            sampled: Vec::with_capacity(n),
+            weights: Vec::with_capacity(n),
+            effective: Vec::with_capacity(n),
+            replaced: Vec::with_capacity(n),
+        };
+        for (d, info) in self.decisions.iter().enumerate() {
+            let p = self.probs(d);
+            let u = rng.uniform();
+            let mut acc = 0.0;
+            let mut choice = info.choices - 1;
+            for (i, &pi) in p.iter().enumerate() {
+                acc += pi;
+                if u < acc {
+                    choice = i;
+                    break;
+                }
+            }
+            let replace = p_warmup > 0.0 && rng.uniform() < p_warmup;
+            let k = info.choices;
+            let (weights, effective) = match (replace, info.tag) {
+                (true, Tag::Op) => (vec![1.0 / k as f32; k], choice),
+                (true, Tag::Filters) => (one_hot(k - 1, k), k - 1),
+                (false, _) => (one_hot(choice, k), choice),
+            };
+            draw.sampled.push(choice);
+            draw.weights.push(weights);
+            draw.effective.push(effective);
+            draw.replaced.push(replace);
+        }
+        draw
+    }
+
+    /// Whether decision `d` is active under per-decision `weights`.
+    pub fn active(&self, d: usize, weights: &[Vec<f32>]) -> bool {
+        match self.decisions[d].parent {
+            None => true,
+            Some(s) => weights[s][0] > 1e-6 && self.active(s, weights),
+        }
+    }
+
+    /// Entropy of the policy over the decisions active under `weights`.
+    pub fn entropy(&self, weights: &[Vec<f32>]) -> f64 {
+        (0..self.decisions.len())
+            .filter(|&d| self.active(d, weights))
+            .map(|d| -self.probs(d).iter().filter(|&&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>())
+            .sum()
+    }
+
+    /// The argmax architecture (ties → lowest index).
+    pub fn argmax(&self) -> Vec<usize> {
+        self.logits
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .enumerate()
+                    .fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b })
+                    .0
+            })
+            .collect()
+    }
+
+    /// One REINFORCE step for reward `reward` of `draw` at learning rate `lr` (0 during the
+    /// RL delay: Adam still counts the step and accumulates its second moment, as the reference).
+    pub fn update(&mut self, draw: &Draw, reward: f64, lr: f64) -> Update {
+        let (num, den) = self.baseline;
+        let (num, den) = (
+            BASELINE_MOMENTUM * num + (1.0 - BASELINE_MOMENTUM) * reward,
+            BASELINE_MOMENTUM * den + (1.0 - BASELINE_MOMENTUM),
+        );
+        self.baseline = (num, den);
+        let baseline = num / den;
+        let advantage = reward - baseline;
+        let entropy = self.entropy(&draw.weights);
+        let mut log_prob = 0.0;
+        self.adam_t += 1;
+        let lr_eff = lr * (1.0 - ADAM_BETA2.powf(self.adam_t as f64)).sqrt();
+        for d in 0..self.decisions.len() {
+            let active = self.active(d, &draw.weights);
+            let p = self.probs(d);
+            if active {
+                log_prob += p[draw.sampled[d]].ln();
+            }
+            for (i, pi) in p.iter().enumerate() {
+                // d(−adv·log π)/dθ_i = −adv·(1[i = c] − p_i); zero for inactive decisions.
+                let g = if active {
+                    let onehot = if i == draw.sampled[d] { 1.0 } else { 0.0 };
+                    -advantage * (onehot - pi)
+                } else {
+                    0.0
+                };
+                let v = &mut self.adam_v[d][i];
+                *v = ADAM_BETA2 * *v + (1.0 - ADAM_BETA2) * g * g;
+                self.logits[d][i] -= lr_eff * g / (v.sqrt() + ADAM_EPS);
+            }
+        }
+        Update { baseline, advantage, log_prob, entropy }
+    }
+}
+
+fn one_hot(i: usize, n: usize) -> Vec<f32> {
+    let mut v = vec![0.0; n];
+    v[i] = 1.0;
+    v
+}
+
+/// Warmup probability `p(t) = 1 − min(1, t/D)`.
+pub fn warmup_probability(step: usize, delay: usize) -> f64 {
+    if delay == 0 {
+        return 0.0;
+    }
+    1.0 - (step as f64 / delay as f64).min(1.0)
+}
+
+/// RL learning rate: 0 for `t < D`, then `base · 10^((t − D)/(T − D))`.
+pub fn rl_learning_rate(base: f64, step: usize, delay: usize, total: usize) -> f64 {
+    if step < delay {
+        return 0.0;
+    }
+    let frac = (step - delay) as f64 / (total.saturating_sub(delay)).max(1) as f64;
+    base * 10f64.powf(frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(n: usize, k: usize) -> Vec<DecisionInfo> {
+        (0..n).map(|_| DecisionInfo { choices: k, tag: Tag::Op, parent: None }).collect()
+    }
+
+    #[test]
+    fn schedules_follow_the_reference() {
+        assert_eq!(warmup_probability(0, 100), 1.0);
+        assert_eq!(warmup_probability(50, 100), 0.5);
+        assert_eq!(warmup_probability(150, 100), 0.0);
+        assert_eq!(rl_learning_rate(0.0048, 99, 100, 400), 0.0);
+        assert!((rl_learning_rate(0.0048, 100, 100, 400) - 0.0048).abs() < 1e-12);
+        assert!((rl_learning_rate(0.0048, 400, 100, 400) - 0.048).abs() < 1e-12);
+    }
+
+    #[test]
+    fn baseline_is_zero_debiased_and_includes_the_current_step() {
+        let mut c = Controller::new(tiny(1, 2));
+        let mut rng = Rng::new(1);
+        let d = c.draw(&mut rng, 0.0);
+        let u = c.update(&d, 0.7, 0.0);
+        assert!((u.baseline - 0.7).abs() < 1e-12 && u.advantage.abs() < 1e-12);
+        let u = c.update(&d, 0.3, 0.0);
+        let want = (0.95 * 0.05 * 0.7 + 0.05 * 0.3) / (0.95 * 0.05 + 0.05);
+        assert!((u.baseline - want).abs() < 1e-12);
+        assert_eq!(c.logits, vec![vec![0.0, 0.0]], "lr 0 leaves the policy alone");
+        assert!(c.adam_v[0][0] > 0.0, "Adam's second moment accumulates during the delay");
+    }
+
+    #[test]
+    fn skipped_layers_decisions_are_inactive_and_warmup_replaces_samples() {
+        let infos = vec![
+            DecisionInfo { choices: 2, tag: Tag::Op, parent: None },
+            DecisionInfo { choices: 3, tag: Tag::Op, parent: Some(0) },
+            DecisionInfo { choices: 4, tag: Tag::Filters, parent: None },
+        ];
+        let c = Controller::new(infos);
+        let w = vec![vec![0.0, 1.0], vec![1.0, 0.0, 0.0], vec![0.0, 0.0, 0.0, 1.0]];
+        assert!(!c.active(1, &w));
+        let h = c.entropy(&w);
+        assert!((h - (2f64.ln() + 4f64.ln())).abs() < 1e-12);
+        let mut rng = Rng::new(3);
+        let d = c.draw(&mut rng, 1.0);
+        assert_eq!(d.weights[1], vec![1.0 / 3.0; 3]);
+        assert_eq!(d.weights[2], vec![0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(d.effective[2], 3);
+        assert_eq!(d.effective[1], d.sampled[1]);
+    }
+
+    /// A tiny space with a synthetic, noisy Q(α) and a known latency table: Q rises with cost
+    /// with diminishing returns. Returns (exhaustive optimum, the controller's argmax, T of both).
+    fn search(kind: RewardKind, beta: f64, t0: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+        // 4 decisions × 3 choices; latency per choice and quality gain per choice.
+        let lat = [[2.0, 5.0, 9.0], [1.0, 3.0, 7.0], [3.0, 4.0, 8.0], [2.0, 6.0, 10.0]];
+        let gain = [[0.0, 0.07, 0.08], [0.0, 0.03, 0.07], [0.0, 0.01, 0.06], [0.0, 0.06, 0.09]];
+        let q = |a: &[usize]| 0.5 + a.iter().enumerate().map(|(d, &c)| gain[d][c]).sum::<f64>();
+        let t = |a: &[usize]| a.iter().enumerate().map(|(d, &c)| lat[d][c]).sum::<f64>();
+        let mut best = (f64::NEG_INFINITY, vec![]);
+        for i in 0..81usize {
+            let a: Vec<usize> = (0..4).map(|d| (i / 3usize.pow(d)) % 3).collect();
+            let r = kind.reward(q(&a), t(&a), t0, beta);
+            if r > best.0 {
+                best = (r, a);
+            }
+        }
+        let mut c = Controller::new(tiny(4, 3));
+        let mut rng = Rng::new(seed);
+        let (total, delay) = (8000, 2000);
+        for step in 0..total {
+            let d = c.draw(&mut rng, warmup_probability(step, delay));
+            let noise = 0.02 * rng.normal();
+            let r = kind.reward(q(&d.effective) + noise, t(&d.effective), t0, beta);
+            c.update(&d, r, rl_learning_rate(0.005, step, delay, total));
+        }
+        (best.1, c.argmax())
+    }
+
+    #[test]
+    fn abs_reward_converges_to_the_exhaustive_optimum_at_the_target() {
+        let lat = |a: &[usize]| {
+            let l = [[2.0, 5.0, 9.0], [1.0, 3.0, 7.0], [3.0, 4.0, 8.0], [2.0, 6.0, 10.0]];
+            a.iter().enumerate().map(|(d, &c)| l[d][c]).sum::<f64>()
+        };
+        for seed in 1..=5 {
+            let (opt, found) = search(RewardKind::Abs, -0.5, 20.0, seed);
+            assert_eq!(found, opt, "seed {seed}");
+            assert!((lat(&found) - 20.0).abs() <= 1.0, "T = {} for target 20", lat(&found));
+        }
+        // The soft MnasNet reward with a mistuned β (too weak) overshoots the same target.
+        let (opt, found) = search(RewardKind::Mnas, -0.01, 20.0, 1);
+        assert_eq!(found, opt);
+        assert!(lat(&found) > 24.0, "mnas with β = −0.01 lands at T = {}", lat(&found));
+    }
+}

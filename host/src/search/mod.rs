@@ -1,0 +1,22 @@
+//! The TuNAS search loop (tunas-spec §0): per step, draw α from the controller (with op and
+//! filter warmup), price it with the latency model at deployment geometry, train the supernet
+//! on a training batch, measure Q(α) on a validation batch 4× larger, and update the controller
+//! with the reward `Q + β·|T(α)/T0 − 1|` (or `mnas`, `mnas-hard`).
+//!
+//! A run lives in a directory: `config.json`, `steps.jsonl`, `checkpoint/` (weights, optimiser
+//! slots, controller, step), `final.json` and SVG plots. Every random draw is a pure function of
+//! (seed, step, purpose), so a resumed run replays exactly what an uninterrupted one does.
+
+pub mod controller;
+mod plot;
+mod run;
+
+pub use controller::{
+    decision_infos, rl_learning_rate, warmup_probability, Controller, DecisionInfo, Draw,
+    RewardKind, Update,
+};
+pub use plot::line_svg;
+pub use run::{
+    default_rl_lr, evaluate_one_shot, read_steps, resume, start, Interrupt, Outcome, RunDir,
+    SearchConfig, StepRecord, Stop, DEPLOYMENT_RESOLUTION,
+};

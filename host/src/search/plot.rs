@@ -1,0 +1,133 @@
+//! Minimal SVG line plots (one series over steps), so a run directory can be looked at in a
+//! browser without any plotting stack.
+
+use std::fmt::Write;
+
+/// An SVG line chart of `(x, y)` points with a title, axis ranges and an optional horizontal
+/// reference line (the latency target).
+pub fn line_svg(
+    title: &str,
+    y_label: &str,
+    points: &[(f64, f64)],
+    reference: Option<f64>,
+) -> String {
+    let (w, h, ml, mr, mt, mb) = (640.0, 320.0, 70.0, 20.0, 30.0, 40.0);
+    let finite: Vec<(f64, f64)> =
+        points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+    let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &(x, y) in &finite {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if let Some(r) = reference {
+        y0 = y0.min(r);
+        y1 = y1.max(r);
+    }
+    if finite.is_empty() {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= y0 {
+        y1 = y0 + 1.0;
+    }
+    let pad = 0.05 * (y1 - y0);
+    let (y0, y1) = (y0 - pad, y1 + pad);
+    let sx = |x: f64| ml + (x - x0) / (x1 - x0) * (w - ml - mr);
+    let sy = |y: f64| h - mb - (y - y0) / (y1 - y0) * (h - mt - mb);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{}" y="18" text-anchor="middle" font-size="14">{}</text>
+<line x1="{ml}" y1="{}" x2="{}" y2="{}" stroke="black"/>
+<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{}" stroke="black"/>
+"#,
+        w / 2.0,
+        escape(title),
+        h - mb,
+        w - mr,
+        h - mb,
+        h - mb
+    );
+    for i in 0..=4 {
+        let fy = y0 + (y1 - y0) * f64::from(i) / 4.0;
+        let fx = x0 + (x1 - x0) * f64::from(i) / 4.0;
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{}" text-anchor="end">{}</text><line x1="{ml}" y1="{}" x2="{}" y2="{}" stroke="#ddd"/>"##,
+            ml - 6.0,
+            sy(fy) + 4.0,
+            tick(fy),
+            sy(fy),
+            w - mr,
+            sy(fy)
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+            sx(fx),
+            h - mb + 16.0,
+            tick(fx)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" text-anchor="middle">step</text><text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"#,
+        (ml + w - mr) / 2.0,
+        h - 6.0,
+        h / 2.0,
+        h / 2.0,
+        escape(y_label)
+    );
+    if let Some(r) = reference {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{ml}" y1="{y}" x2="{}" y2="{y}" stroke="#c00" stroke-dasharray="4 3"/>"##,
+            w - mr,
+            y = sy(r)
+        );
+    }
+    let path: Vec<String> =
+        finite.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
+    let _ = writeln!(
+        s,
+        r##"<polyline fill="none" stroke="#1f5fbf" stroke-width="1.2" points="{}"/>"##,
+        path.join(" ")
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+fn tick(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn plots_are_svg_with_every_point() {
+        let pts: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), f64::from(i * i))).collect();
+        let s = super::line_svg("T(α) <ms>", "ms", &pts, Some(40.0));
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+        assert!(s.contains("T(α) &lt;ms&gt;"));
+        let poly = s.lines().find(|l| l.starts_with("<polyline")).unwrap();
+        assert_eq!(poly.matches(',').count(), 10);
+        assert!(s.contains("stroke-dasharray"));
+    }
+}

@@ -1,0 +1,797 @@
+//! One search run: configuration, the step loop, checkpoints, resume, final report.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::controller::{
+    decision_infos, rl_learning_rate, warmup_probability, Controller, Draw, RewardKind,
+};
+use super::plot::line_svg;
+use crate::data::{self, Batcher, Dataset, ImageSet};
+use crate::latency::{load_model, LatencyModel};
+use crate::rng::Rng;
+use crate::space::{Architecture, SearchSpace};
+use crate::supernet::{
+    accuracy, cosine_lr, smoothed_cross_entropy, ProxyGeometry, RmsProp, Supernet,
+};
+
+/// The deployment resolution at which T(α) is always computed.
+pub const DEPLOYMENT_RESOLUTION: u32 = 224;
+
+/// Everything that defines a search; written to `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Search space name.
+    pub space: String,
+    /// `pixel1` or a latency table file.
+    pub latency: String,
+    /// Latency target T0 (ms).
+    pub target_ms: f64,
+    /// Reward function.
+    pub reward: RewardKind,
+    /// Cost exponent β (negative).
+    pub beta: f64,
+    /// Total steps.
+    pub steps: usize,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Validation batch = this × the training batch (4 in the reference).
+    pub validation_multiplier: usize,
+    /// Channel multiplier of the proxy supernet.
+    pub width_multiplier: f64,
+    /// Seed of every random draw.
+    pub seed: u64,
+    /// `fashion-mnist` (embedded) or a data directory.
+    pub data: String,
+    /// Images held out of the training split for Q(α).
+    pub validation_size: usize,
+    /// Peak learning rate of the shared weights.
+    pub lr: f64,
+    /// RL learning rate at the end of the delay (grows ×10 to the end).
+    pub rl_lr: f64,
+    /// L2 weight decay on conv kernels.
+    pub weight_decay: f64,
+    /// Label smoothing.
+    pub label_smoothing: f64,
+    /// Fraction of steps of op/filter warmup and RL delay (0.25).
+    pub warmup_fraction: f64,
+    /// Fraction of steps of linear learning-rate warmup (0.025).
+    pub lr_warmup_fraction: f64,
+    /// Steps between checkpoints.
+    pub checkpoint_every: usize,
+}
+
+impl SearchConfig {
+    /// The quick default: ProxylessNAS space, embedded Fashion-MNIST, Pixel 1 model, T0 = 84 ms.
+    pub fn quick() -> SearchConfig {
+        SearchConfig {
+            space: "proxylessnas".into(),
+            latency: "pixel1".into(),
+            target_ms: 84.0,
+            reward: RewardKind::Abs,
+            beta: -0.10,
+            steps: 400,
+            batch_size: 32,
+            validation_multiplier: 4,
+            width_multiplier: 0.25,
+            seed: 0,
+            data: "fashion-mnist".into(),
+            validation_size: 2_000,
+            lr: 0.165 * 32.0 / 256.0,
+            rl_lr: default_rl_lr(400),
+            weight_decay: 4e-5,
+            label_smoothing: 0.1,
+            warmup_fraction: 0.25,
+            lr_warmup_fraction: 0.025,
+            checkpoint_every: 50,
+        }
+    }
+
+    /// Steps of warmup and RL delay.
+    pub fn delay(&self) -> usize {
+        (self.warmup_fraction * self.steps as f64) as usize
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |what: &str| Err(anyhow::anyhow!("config: {what}"));
+        if self.steps == 0 || self.batch_size == 0 || self.validation_multiplier == 0 {
+            return bad("steps, batch_size and validation_multiplier must be positive");
+        }
+        if self.target_ms.is_nan() || self.target_ms <= 0.0 {
+            return bad(&format!("target_ms must be positive, got {}", self.target_ms));
+        }
+        if !(self.width_multiplier > 0.0 && self.width_multiplier <= 4.0) {
+            return bad(&format!(
+                "width_multiplier must be in (0, 4], got {}",
+                self.width_multiplier
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.warmup_fraction) {
+            return bad(&format!(
+                "warmup_fraction must be in [0, 1], got {}",
+                self.warmup_fraction
+            ));
+        }
+        if self.checkpoint_every == 0 {
+            return bad("checkpoint_every must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// The reference's RL rate (0.0048 at the end of the delay over 20,288 RL steps) rescaled so a
+/// run of `steps` steps takes the same total RL step budget Σ lr(t), capped at
+/// [`MAX_DEFAULT_RL_LR`]: Adam moves each logit by about lr per step whatever the gradient's
+/// size, so short runs with the full budget freeze the policy on its first noisy samples.
+pub fn default_rl_lr(steps: usize) -> f64 {
+    let rl_steps = steps - (0.25 * steps as f64) as usize;
+    (0.0048 * 20_288.0 / rl_steps.max(1) as f64).min(MAX_DEFAULT_RL_LR)
+}
+
+/// Cap of [`default_rl_lr`].
+pub const MAX_DEFAULT_RL_LR: f64 = 0.05;
+
+/// One line of `steps.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Global step.
+    pub step: usize,
+    /// Training loss (cross-entropy + L2).
+    pub loss: f64,
+    /// Q(α): top-1 accuracy on the validation batch.
+    pub q: f64,
+    /// T(α) in ms at deployment geometry.
+    pub latency_ms: f64,
+    /// Reward.
+    pub reward: f64,
+    /// Baseline after this step.
+    pub baseline: f64,
+    /// Policy entropy over active decisions.
+    pub entropy: f64,
+    /// RL learning rate.
+    pub rl_lr: f64,
+    /// Weight learning rate.
+    pub lr: f64,
+    /// Warmup probability p(t).
+    pub warmup_p: f64,
+    /// α as priced (indices).
+    pub arch: String,
+    /// Wall seconds of the step.
+    pub seconds: f64,
+}
+
+/// Why a run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// All steps done.
+    Finished,
+    /// Interrupted (Ctrl-C or a step limit); checkpointed at that step.
+    Interrupted,
+}
+
+/// Interruption: a flag set by Ctrl-C, or a step at which to stop (tests, time slicing).
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt {
+    /// Set asynchronously (Ctrl-C handler).
+    pub flag: Arc<AtomicBool>,
+    /// Stop before running this step.
+    pub at_step: Option<usize>,
+}
+
+/// The result of [`start`] or [`resume`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// Why it stopped.
+    pub stop: Stop,
+    /// Steps completed.
+    pub steps_done: usize,
+    /// The final report, when finished.
+    pub final_report: Option<serde_json::Value>,
+    /// The controller's logits at the stop.
+    pub logits: Vec<Vec<f64>>,
+}
+
+/// The paths of a run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    /// The directory.
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+    fn checkpoint(&self) -> PathBuf {
+        self.file("checkpoint")
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    controller: Controller,
+}
+
+struct Session {
+    cfg: SearchConfig,
+    dir: RunDir,
+    space: SearchSpace,
+    model: Box<dyn LatencyModel>,
+    train: ImageSet,
+    val: ImageSet,
+    batcher: Batcher,
+    net: Supernet,
+    opt: RmsProp,
+    controller: Controller,
+    step: usize,
+    device: Device,
+    order: EpochOrder,
+}
+
+/// Shuffled epochs over the training split, each a pure function of (seed, epoch).
+struct EpochOrder {
+    seed: u64,
+    n: usize,
+    cache: Option<(usize, Vec<usize>)>,
+}
+
+impl EpochOrder {
+    fn indices(&mut self, step: usize, batch: usize) -> Vec<usize> {
+        (0..batch)
+            .map(|j| {
+                let i = step * batch + j;
+                let (epoch, pos) = (i / self.n, i % self.n);
+                if self.cache.as_ref().is_none_or(|c| c.0 != epoch) {
+                    let mut perm: Vec<usize> = (0..self.n).collect();
+                    Rng::new(self.seed).fork(&format!("epoch/{epoch}")).shuffle(&mut perm);
+                    self.cache = Some((epoch, perm));
+                }
+                self.cache.as_ref().map_or(0, |c| c.1[pos])
+            })
+            .collect()
+    }
+}
+
+fn rng_for(seed: u64, what: &str, step: usize) -> Rng {
+    Rng::new(seed).fork(&format!("{what}/{step}"))
+}
+
+fn load_latency(cfg: &SearchConfig, space: &SearchSpace) -> Result<Box<dyn LatencyModel>> {
+    let model = load_model(&cfg.latency, space, DEPLOYMENT_RESOLUTION)?;
+    if cfg.latency != "pixel1" {
+        // Fail before training, naming every key of the space the table lacks.
+        let table = latency_tables::LatencyTable::load(&cfg.latency)?;
+        let have: std::collections::BTreeSet<String> =
+            table.entries().map(|e| e.key.to_string()).collect();
+        let missing: Vec<String> = space
+            .plan(DEPLOYMENT_RESOLUTION)
+            .into_iter()
+            .map(|k| k.to_string())
+            .filter(|k| !have.contains(k))
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "{}: the table lacks {} of the {} op keys of {} at {DEPLOYMENT_RESOLUTION}×{DEPLOYMENT_RESOLUTION} (first: {}); profile them with `tunas profile --space {}`",
+                cfg.latency,
+                missing.len(),
+                space.plan(DEPLOYMENT_RESOLUTION).len(),
+                space.name,
+                missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                space.name
+            );
+        }
+    }
+    Ok(model)
+}
+
+impl Session {
+    fn new(cfg: SearchConfig, dir: RunDir) -> Result<Session> {
+        cfg.check()?;
+        let space = SearchSpace::by_name(&cfg.space)?;
+        let model = load_latency(&cfg, &space)?;
+        let splits = data::load(&cfg.data)?;
+        let (train, val) = splits.train.split_tail(cfg.validation_size)?;
+        let batcher = Batcher::new(train.shape, splits.mean_std);
+        let device = Device::Cpu;
+        let geometry = ProxyGeometry {
+            input_hw: batcher.size,
+            in_channels: train.shape.0,
+            classes: train.classes,
+            width_multiplier: cfg.width_multiplier,
+        };
+        let mut init_rng = Rng::new(cfg.seed).fork("init");
+        let net = Supernet::new(&space, geometry, &mut init_rng, &device)?;
+        let opt = RmsProp::new(net.vars())?;
+        let controller = Controller::new(decision_infos(&space));
+        let order = EpochOrder { seed: cfg.seed, n: train.len(), cache: None };
+        Ok(Session {
+            cfg,
+            dir,
+            space,
+            model,
+            train,
+            val,
+            batcher,
+            net,
+            opt,
+            controller,
+            step: 0,
+            device,
+            order,
+        })
+    }
+
+    fn arch(&self, indices: &[usize]) -> Result<Architecture> {
+        Ok(self.space.check_arch(indices.to_vec())?)
+    }
+
+    fn latency(&self, indices: &[usize]) -> Result<f64> {
+        Ok(self.model.latency_ms(&self.arch(indices)?)?)
+    }
+
+    /// One step; `Ok(None)` when the loss is not finite (nothing is updated).
+    fn step(&mut self) -> Result<Option<StepRecord>> {
+        let t0 = Instant::now();
+        let cfg = &self.cfg;
+        let step = self.step;
+        let delay = cfg.delay();
+        let p = warmup_probability(step, delay);
+        let draw: Draw = self.controller.draw(&mut rng_for(cfg.seed, "policy", step), p);
+        let latency_ms = self.latency(&draw.effective)?;
+
+        let idx = self.order.indices(step, cfg.batch_size);
+        let mut flip = rng_for(cfg.seed, "flip", step);
+        let (x, y) = self.batcher.batch(&self.train, &idx, Some(&mut flip), &self.device)?;
+        let out = self.net.forward(&x, &draw.weights)?;
+        let ce = smoothed_cross_entropy(&out.logits, &y, cfg.label_smoothing)?;
+        let loss = (ce + (out.l2 * (cfg.weight_decay / 2.0))?)?;
+        let loss_value = f64::from(loss.to_scalar::<f32>()?);
+        if !loss_value.is_finite() {
+            return Ok(None);
+        }
+        let grads = loss.backward()?;
+
+        // Q(α) with the pre-update weights (tunas-spec §4.6), batch statistics of its own batch.
+        let mut vr = rng_for(cfg.seed, "validation", step);
+        let vidx: Vec<usize> = (0..cfg.batch_size * cfg.validation_multiplier)
+            .map(|_| vr.below(self.val.len()))
+            .collect();
+        let (vx, vy) = self.batcher.batch(&self.val, &vidx, None, &self.device)?;
+        let q = accuracy(&self.net.forward(&vx, &draw.weights)?.logits, &vy)?;
+
+        let lr = cosine_lr(
+            cfg.lr,
+            step,
+            (cfg.lr_warmup_fraction * cfg.steps as f64) as usize,
+            cfg.steps,
+        );
+        self.opt.step(&grads, lr)?;
+        let reward = cfg.reward.reward(q, latency_ms, cfg.target_ms, cfg.beta);
+        let rl_lr = rl_learning_rate(cfg.rl_lr, step, delay, cfg.steps);
+        let upd = self.controller.update(&draw, reward, rl_lr);
+        self.step += 1;
+        Ok(Some(StepRecord {
+            step,
+            loss: loss_value,
+            q,
+            latency_ms,
+            reward,
+            baseline: upd.baseline,
+            entropy: upd.entropy,
+            rl_lr,
+            lr,
+            warmup_p: p,
+            arch: self.arch(&draw.effective)?.to_string(),
+            seconds: t0.elapsed().as_secs_f64(),
+        }))
+    }
+
+    fn save_checkpoint(&self) -> Result<()> {
+        let final_dir = self.dir.checkpoint();
+        let tmp = self.dir.file("checkpoint.new");
+        let old = self.dir.file("checkpoint.old");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        let weights: HashMap<String, Tensor> = self
+            .net
+            .vars()
+            .data()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned var map"))?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        candle_core::safetensors::save(&weights, tmp.join("weights.safetensors"))?;
+        candle_core::safetensors::save(&self.opt.state(), tmp.join("optimizer.safetensors"))?;
+        let state = CheckpointState { step: self.step, controller: self.controller.clone() };
+        fs::write(tmp.join("state.json"), serde_json::to_string(&state)?)?;
+        if final_dir.exists() {
+            if old.exists() {
+                fs::remove_dir_all(&old)?;
+            }
+            fs::rename(&final_dir, &old)?;
+        }
+        fs::rename(&tmp, &final_dir)?;
+        if old.exists() {
+            fs::remove_dir_all(&old)?;
+        }
+        Ok(())
+    }
+
+    fn load_checkpoint(&mut self) -> Result<()> {
+        let mut dir = self.dir.checkpoint();
+        if !dir.exists() && self.dir.file("checkpoint.old").exists() {
+            // Interrupted between the two renames of a save: the previous checkpoint is intact.
+            dir = self.dir.file("checkpoint.old");
+        }
+        let state_path = dir.join("state.json");
+        let text = fs::read_to_string(&state_path)
+            .with_context(|| format!("reading {}", state_path.display()))?;
+        let state: CheckpointState = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", state_path.display()))?;
+        let wpath = dir.join("weights.safetensors");
+        let weights = candle_core::safetensors::load(&wpath, &self.device)
+            .with_context(|| format!("reading {}", wpath.display()))?;
+        let data = self.net.vars().data().lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        for (name, var) in data.iter() {
+            let t = weights
+                .get(name)
+                .with_context(|| format!("{}: no weight {name}", wpath.display()))?;
+            var.set(t).with_context(|| format!("{}: weight {name}", wpath.display()))?;
+        }
+        drop(data);
+        let opath = dir.join("optimizer.safetensors");
+        let ostate = candle_core::safetensors::load(&opath, &self.device)
+            .with_context(|| format!("reading {}", opath.display()))?;
+        self.opt.load_state(&ostate).with_context(|| format!("{}", opath.display()))?;
+        if state.controller.decisions != self.controller.decisions {
+            bail!(
+                "{}: the controller does not match the space {}",
+                state_path.display(),
+                self.space.name
+            );
+        }
+        self.controller = state.controller;
+        self.step = state.step;
+        Ok(())
+    }
+
+    fn run(&mut self, interrupt: &Interrupt) -> Result<Outcome> {
+        let steps_path = self.dir.file("steps.jsonl");
+        let mut log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&steps_path)
+            .with_context(|| format!("opening {}", steps_path.display()))?;
+        let mut progress = latency_tables::progress::Progress::new(
+            "search",
+            self.cfg.steps as u64,
+            self.step as u64,
+        );
+        let mut last_saved = self.step;
+        while self.step < self.cfg.steps {
+            if interrupt.flag.load(Ordering::SeqCst) || interrupt.at_step == Some(self.step) {
+                self.save_checkpoint()?;
+                eprintln!(
+                    "search: interrupted; checkpoint at step {} in {} (continue with `tunas search --resume {}`)",
+                    self.step,
+                    self.dir.checkpoint().display(),
+                    self.dir.path.display()
+                );
+                return Ok(self.outcome(Stop::Interrupted, None));
+            }
+            let Some(rec) = self.step()? else {
+                bail!(
+                    "step {}: the training loss is not finite (NaN or ∞); the run stopped. The last good checkpoint (step {last_saved}) is kept in {}; lower --lr and start again",
+                    self.step,
+                    self.dir.checkpoint().display()
+                );
+            };
+            writeln!(log, "{}", serde_json::to_string(&rec)?)?;
+            log.flush()?;
+            progress.advance(
+                1,
+                &format!(
+                    "loss {:.3} Q {:.3} T {:.1} ms reward {:.3} H {:.1}",
+                    rec.loss, rec.q, rec.latency_ms, rec.reward, rec.entropy
+                ),
+            );
+            if self.step % self.cfg.checkpoint_every == 0 && self.step < self.cfg.steps {
+                self.save_checkpoint()?;
+                last_saved = self.step;
+            }
+        }
+        self.save_checkpoint()?;
+        let report = self.finish()?;
+        Ok(self.outcome(Stop::Finished, Some(report)))
+    }
+
+    fn outcome(&self, stop: Stop, final_report: Option<serde_json::Value>) -> Outcome {
+        Outcome {
+            stop,
+            steps_done: self.step,
+            final_report,
+            logits: self.controller.logits.clone(),
+        }
+    }
+
+    fn finish(&mut self) -> Result<serde_json::Value> {
+        let best = self.controller.argmax();
+        let arch = self.arch(&best)?;
+        let breakdown = self.model.breakdown(&arch)?;
+        let weights: Vec<Vec<f32>> = best
+            .iter()
+            .zip(&self.controller.decisions)
+            .map(|(&i, d)| (0..d.choices).map(|c| if c == i { 1.0 } else { 0.0 }).collect())
+            .collect();
+        let val_acc = evaluate_one_shot(
+            &self.net,
+            &self.val,
+            &self.batcher,
+            &weights,
+            self.cfg.batch_size * self.cfg.validation_multiplier,
+        )?;
+        let resolved = self.space.resolve(&arch, DEPLOYMENT_RESOLUTION);
+        let layers: Vec<serde_json::Value> = resolved
+            .layers
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "name": l.name,
+                    "key": l.key.as_ref().map(|k| k.to_string()),
+                })
+            })
+            .collect();
+        let t = breakdown.total_ms;
+        let report = serde_json::json!({
+            "space": self.space.name,
+            "indices": arch.to_string(),
+            "architecture": self.space.arch_json(&arch),
+            "layers": layers,
+            "latency_model": self.model.describe(),
+            "latency_ms": t,
+            "target_ms": self.cfg.target_ms,
+            "latency_error": t / self.cfg.target_ms - 1.0,
+            "one_shot_validation_accuracy": val_acc,
+            "validation_images": self.val.len(),
+            "steps": self.step,
+            "logits": self.controller.logits,
+        });
+        write_atomic(&self.dir.file("final.json"), &serde_json::to_string_pretty(&report)?)?;
+        write_atomic(&self.dir.file("architecture.txt"), &format!("{arch}\n"))?;
+        self.plots()?;
+        Ok(report)
+    }
+
+    fn plots(&self) -> Result<()> {
+        let recs = read_steps(&self.dir.file("steps.jsonl"))?;
+        let series = |f: &dyn Fn(&StepRecord) -> f64| -> Vec<(f64, f64)> {
+            recs.iter().map(|r| (r.step as f64, f(r))).collect()
+        };
+        let plots = [
+            (
+                "latency.svg",
+                "T(α), ms (target dashed)",
+                "ms",
+                series(&|r| r.latency_ms),
+                Some(self.cfg.target_ms),
+            ),
+            ("reward.svg", "reward and baseline", "reward", series(&|r| r.baseline), None),
+            ("entropy.svg", "policy entropy (nats)", "nats", series(&|r| r.entropy), None),
+            ("quality.svg", "Q(α) on validation batches", "accuracy", series(&|r| r.q), None),
+        ];
+        for (name, title, y, pts, reference) in plots {
+            write_atomic(&self.dir.file(name), &line_svg(title, y, &pts, reference))?;
+        }
+        Ok(())
+    }
+}
+
+/// Top-1 accuracy of the supernet under a fixed selection on a whole split, in batches of
+/// `batch` (stateless BN on each batch, as during the search).
+pub fn evaluate_one_shot(
+    net: &Supernet,
+    set: &ImageSet,
+    batcher: &Batcher,
+    weights: &[Vec<f32>],
+    batch: usize,
+) -> Result<f64> {
+    let mut hits = 0.0;
+    let mut start = 0;
+    while start < set.len() {
+        let end = (start + batch).min(set.len());
+        let idx: Vec<usize> = (start..end).collect();
+        let (x, y) = batcher.batch(set, &idx, None, net.device())?;
+        hits += accuracy(&net.forward(&x, weights)?.logits, &y)? * (end - start) as f64;
+        start = end;
+    }
+    Ok(hits / set.len().max(1) as f64)
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads `steps.jsonl`; a malformed line is an error naming the file and line.
+pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>> {
+    let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not a step record", path.display(), i + 1))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Starts a new run in `dir` (which must not exist or be empty).
+pub fn start(cfg: SearchConfig, dir: &Path, interrupt: &Interrupt) -> Result<Outcome> {
+    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
+        bail!(
+            "{}: the run directory is not empty; continue it with `tunas search --resume {}` or choose another --out",
+            dir.display(),
+            dir.display()
+        );
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let run = RunDir { path: dir.into() };
+    write_atomic(&run.file("config.json"), &serde_json::to_string_pretty(&cfg)?)?;
+    let mut session = Session::new(cfg, run)?;
+    eprintln!(
+        "search: {} ({} decisions), supernet of {} weights at {}×{}×{}, width ×{}, {} steps of batch {}",
+        session.space.name,
+        session.space.len(),
+        session.net.num_weights(),
+        session.batcher.size,
+        session.batcher.size,
+        session.train.shape.0,
+        session.cfg.width_multiplier,
+        session.cfg.steps,
+        session.cfg.batch_size
+    );
+    session.save_checkpoint()?;
+    session.run(interrupt)
+}
+
+/// Continues the run in `dir` from its checkpoint. A finished run is reported again.
+pub fn resume(dir: &Path, interrupt: &Interrupt) -> Result<Outcome> {
+    let run = RunDir { path: dir.into() };
+    let cpath = run.file("config.json");
+    let text = fs::read_to_string(&cpath)
+        .with_context(|| format!("{}: not a run directory (no config.json)", dir.display()))?;
+    let cfg: SearchConfig =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", cpath.display()))?;
+    let mut session = Session::new(cfg, run)?;
+    session.load_checkpoint()?;
+    // Steps logged after the checkpoint will be run again: drop them from the log.
+    let steps_path = session.dir.file("steps.jsonl");
+    if steps_path.exists() {
+        let kept: Vec<StepRecord> =
+            read_steps(&steps_path)?.into_iter().filter(|r| r.step < session.step).collect();
+        let mut text = String::new();
+        for r in &kept {
+            text.push_str(&serde_json::to_string(r)?);
+            text.push('\n');
+        }
+        write_atomic(&steps_path, &text)?;
+    }
+    eprintln!("search: resuming {} at step {}/{}", dir.display(), session.step, session.cfg.steps);
+    session.run(interrupt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(steps: usize) -> SearchConfig {
+        SearchConfig {
+            steps,
+            batch_size: 8,
+            validation_multiplier: 2,
+            width_multiplier: 0.1,
+            validation_size: 200,
+            checkpoint_every: 3,
+            rl_lr: 0.5,
+            warmup_fraction: 0.25,
+            seed: 11,
+            ..SearchConfig::quick()
+        }
+    }
+
+    fn without_seconds(path: &Path) -> Vec<StepRecord> {
+        read_steps(path).unwrap().into_iter().map(|r| StepRecord { seconds: 0.0, ..r }).collect()
+    }
+
+    #[test]
+    fn a_resumed_run_ends_exactly_like_an_uninterrupted_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        let full = start(tiny(8), &a, &Interrupt::default()).unwrap();
+        assert_eq!(full.stop, Stop::Finished);
+        // Interrupted before step 5 (after a checkpoint at step 3 and two more steps).
+        let cut = Interrupt { at_step: Some(5), ..Interrupt::default() };
+        let part = start(tiny(8), &b, &cut).unwrap();
+        assert_eq!((part.stop, part.steps_done), (Stop::Interrupted, 5));
+        let rest = resume(&b, &Interrupt::default()).unwrap();
+        assert_eq!(rest.stop, Stop::Finished);
+        assert_eq!(rest.logits, full.logits, "final logits differ after resume");
+        assert_ne!(full.logits, Controller::new(full_decisions()).logits, "the policy moved");
+        assert_eq!(
+            without_seconds(&a.join("steps.jsonl")),
+            without_seconds(&b.join("steps.jsonl"))
+        );
+        let report = full.final_report.unwrap();
+        assert_eq!(report, rest.final_report.unwrap());
+        for f in [
+            "config.json",
+            "final.json",
+            "architecture.txt",
+            "latency.svg",
+            "reward.svg",
+            "entropy.svg",
+        ] {
+            assert!(a.join(f).exists(), "{f} missing");
+        }
+        assert!(a.join("checkpoint/weights.safetensors").exists());
+        let t = report["latency_ms"].as_f64().unwrap();
+        assert!(t > 20.0 && t < 300.0, "T(α) = {t}");
+        // A run directory that is not empty is refused.
+        let e = start(tiny(8), &a, &Interrupt::default()).unwrap_err().to_string();
+        assert!(e.contains("not empty") && e.contains("--resume"), "{e}");
+    }
+
+    fn full_decisions() -> Vec<crate::search::DecisionInfo> {
+        decision_infos(&SearchSpace::by_name("proxylessnas").unwrap())
+    }
+
+    #[test]
+    fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        let cfg =
+            SearchConfig { lr: 1e30, lr_warmup_fraction: 0.0, checkpoint_every: 1, ..tiny(6) };
+        let e = start(cfg, &dir, &Interrupt::default()).unwrap_err().to_string();
+        assert!(e.contains("not finite") && e.contains("last good checkpoint"), "{e}");
+        let state: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(dir.join("checkpoint/state.json")).unwrap())
+                .unwrap();
+        let saved = state["step"].as_u64().unwrap() as usize;
+        let logged = read_steps(&dir.join("steps.jsonl")).unwrap();
+        assert!(logged.iter().all(|r| r.loss.is_finite()));
+        assert_eq!(saved, logged.len(), "the checkpoint is the last finite step");
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_the_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = SearchConfig { width_multiplier: 0.0, ..tiny(2) };
+        let e = start(cfg, &tmp.path().join("x"), &Interrupt::default()).unwrap_err().to_string();
+        assert!(e.contains("width_multiplier"), "{e}");
+        let cfg = SearchConfig { data: "/nonexistent".into(), ..tiny(2) };
+        let e = start(cfg, &tmp.path().join("y"), &Interrupt::default()).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent"), "{e}");
+        let e = resume(&tmp.path().join("nothing"), &Interrupt::default()).unwrap_err();
+        assert!(format!("{e:#}").contains("no config.json"), "{e:#}");
+    }
+}

@@ -1,0 +1,142 @@
+//! The Candle side of the search: custom ops, the weight-sharing supernet, its loss and its
+//! optimiser (RMSProp with TensorFlow 1 semantics, tunas-spec §4.2).
+
+mod net;
+pub mod ops;
+mod optim;
+mod plain;
+
+pub use net::{proxy_strides, Forward, ProxyGeometry, Selection, Supernet, BN_EPS};
+pub use optim::{cosine_lr, RmsProp};
+pub use plain::{plain_forward, PlainLayer};
+
+use candle_core::{DType, Result, Tensor, D};
+
+/// Softmax cross-entropy with label smoothing `eps` (mean over the batch).
+pub fn smoothed_cross_entropy(logits: &Tensor, labels: &Tensor, eps: f64) -> Result<Tensor> {
+    let (_, classes) = logits.dims2()?;
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let nll = logp.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+    let uniform = logp.mean(D::Minus1)?.neg()?;
+    let per = ((nll * (1.0 - eps))? + (uniform * eps)?)?;
+    let _ = classes;
+    per.mean_all()
+}
+
+/// Top-1 accuracy (fraction in [0, 1]).
+pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
+    let pred = logits.argmax(D::Minus1)?;
+    let hits = pred.eq(labels)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+    Ok(f64::from(hits) / labels.dims1()? as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use crate::space::{space_names, SearchSpace};
+    use candle_core::Device;
+
+    /// Every weight re-drawn at a scale where a wrong mask or slice shows in the logits.
+    fn scramble(net: &Supernet, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let data = net.vars().data().lock().unwrap();
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let n = var.elem_count();
+            let v: Vec<f32> = (0..n)
+                .map(|_| {
+                    let z = rng.normal() as f32;
+                    if name.ends_with("gamma") {
+                        1.0 + 0.3 * z
+                    } else if name.ends_with("beta") || name.ends_with("bias") {
+                        0.3 * z
+                    } else {
+                        0.5 * z
+                    }
+                })
+                .collect();
+            var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap()).unwrap();
+        }
+    }
+
+    #[test]
+    fn masked_supernet_path_equals_the_plain_network_at_selected_widths() {
+        for name in space_names() {
+            let space = SearchSpace::by_name(name).unwrap();
+            let geometry = ProxyGeometry {
+                input_hw: 32,
+                in_channels: 1,
+                classes: 10,
+                width_multiplier: 0.125,
+            };
+            let net = Supernet::new(&space, geometry, &mut Rng::new(3), &Device::Cpu).unwrap();
+            scramble(&net, 4);
+            let mut rng = Rng::new(5);
+            let xs: Vec<f32> = (0..4 * 32 * 32).map(|_| rng.normal() as f32).collect();
+            let x = Tensor::from_vec(xs, (4, 1, 32, 32), &Device::Cpu).unwrap();
+            for trial in 0..3 {
+                // Trial 0: every decision at its largest choice; then random architectures.
+                let indices: Vec<usize> =
+                    space
+                        .decisions
+                        .iter()
+                        .map(|d| {
+                            if trial == 0 {
+                                d.num_choices() - 1
+                            } else {
+                                rng.below(d.num_choices())
+                            }
+                        })
+                        .collect();
+                let sel: Vec<Vec<f32>> = indices
+                    .iter()
+                    .zip(&space.decisions)
+                    .map(|(&i, d)| {
+                        (0..d.num_choices()).map(|c| f32::from(u8::from(c == i))).collect()
+                    })
+                    .collect();
+                let ours = net.forward(&x, &sel).unwrap().logits;
+                let plain = plain_forward(&net.extract(&indices).unwrap(), &x, BN_EPS).unwrap();
+                let scale: f32 = plain
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap();
+                let diff: f32 = ours
+                    .sub(&plain)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap();
+                assert!(scale > 0.1, "{name}: logits too small to compare ({scale})");
+                assert!(
+                    diff <= 1e-4 * scale.max(1.0),
+                    "{name} trial {trial}: |Δ| = {diff} (scale {scale})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn smoothed_cross_entropy_matches_the_formula() {
+        let logits = Tensor::new(&[[2.0f32, 0.0, -1.0]], &Device::Cpu).unwrap();
+        let labels = Tensor::new(&[0u32], &Device::Cpu).unwrap();
+        let ce = smoothed_cross_entropy(&logits, &labels, 0.1).unwrap().to_scalar::<f32>().unwrap();
+        let lse = (2f64.exp() + 1.0 + (-1f64).exp()).ln();
+        let logp = [2.0 - lse, -lse, -1.0 - lse];
+        let want = -(0.9 + 0.1 / 3.0) * logp[0] - (0.1 / 3.0) * (logp[1] + logp[2]);
+        assert!((f64::from(ce) - want).abs() < 1e-5, "{ce} vs {want}");
+    }
+}

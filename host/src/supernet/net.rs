@@ -1,0 +1,732 @@
+//! The weight-sharing supernet of a search space (tunas-spec §4.3–4.6), at proxy geometry.
+//!
+//! - Shared 1×1 expansion and projection convs (+ BN) across kernel sizes and SE; one depthwise
+//!   conv + BN per kernel size; one SE weight set per layer; one stem kernel per kernel choice.
+//! - Expansion ratios and output filters are channel masks on one max-size kernel; BN is
+//!   stateless (batch statistics) and masked after normalisation (γ, β multiplied by the mask).
+//! - A switch sums its enabled branches weighted by the decision's weights: one-hot normally,
+//!   uniform under op warmup (a skippable layer then gives `x + 0.5·layer(x)`).
+//!
+//! Proxy geometry: the network runs at the dataset's resolution with every channel count scaled
+//! by the width multiplier (`proxy(c) = max(1, round(c·m))`, applied to the deployment channel
+//! counts, so expansion and SE sizes follow the reference rounding first) and with the first
+//! stride-2 layers made stride 1 until the last stage is at least 2×2.
+
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_nn::VarMap;
+use latency_tables::Activation;
+
+use super::ops::{batch_norm_train, conv1x1, conv2d_same, depthwise_conv2d, hswish};
+use crate::rng::Rng;
+use crate::space::{scale_filters, se_hidden, DecisionKind, LayerSpec, Param, SearchSpace};
+
+/// Batch-norm epsilon of the reference code.
+pub const BN_EPS: f64 = 1e-3;
+
+/// The proxy geometry a supernet trains at.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProxyGeometry {
+    /// Input height = width (after padding; 32 for 28×28 data).
+    pub input_hw: usize,
+    /// Input channels (1 for Fashion-MNIST, 3 for CIFAR-10).
+    pub in_channels: usize,
+    /// Classes of the dataset.
+    pub classes: usize,
+    /// Channel multiplier applied to the deployment channel counts.
+    pub width_multiplier: f64,
+}
+
+impl ProxyGeometry {
+    /// Proxy channel count of a deployment channel count.
+    pub fn channels(&self, full: u32) -> usize {
+        ((f64::from(full) * self.width_multiplier).round() as usize).max(1)
+    }
+}
+
+/// Per-decision weights of one step: one-hot for a sampled choice, uniform `1/N` for an op
+/// decision under op warmup. Filter decisions are always one-hot (filter warmup picks the
+/// largest choice).
+pub type Selection = [Vec<f32>];
+
+fn argmax(w: &[f32]) -> usize {
+    w.iter()
+        .enumerate()
+        .fold((0, f32::MIN), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .0
+}
+
+#[derive(Debug)]
+struct Bn {
+    gamma: Var,
+    beta: Var,
+}
+
+#[derive(Debug)]
+struct Se {
+    w1: Var,
+    b1: Var,
+    w2: Var,
+    b2: Var,
+}
+
+#[derive(Debug)]
+enum Unit {
+    Stem {
+        kernels: Vec<(Var, Bn)>,
+        kernel: Option<usize>,
+        stride: usize,
+        act: Activation,
+    },
+    Sep {
+        kernels: Vec<(Var, Bn)>,
+        kernel: Option<usize>,
+        skip: Option<usize>,
+        stride: usize,
+        act: Activation,
+        proj: Var,
+        proj_bn: Bn,
+    },
+    Bottleneck {
+        expand: Var,
+        expand_bn: Bn,
+        kernels: Vec<(Var, Bn)>,
+        kernel: usize,
+        expansion: usize,
+        se: Option<(usize, Se)>,
+        skip: Option<usize>,
+        stride: usize,
+        act: Activation,
+        proj: Var,
+        proj_bn: Bn,
+    },
+    Head {
+        conv: Var,
+        bn: Bn,
+        act: Activation,
+        pool: bool,
+    },
+}
+
+#[derive(Debug)]
+struct Layer {
+    unit: Unit,
+    /// The block's output-filters decision.
+    filters: usize,
+}
+
+/// The supernet: its layers and the var map that owns every weight.
+pub struct Supernet {
+    space: SearchSpace,
+    geometry: ProxyGeometry,
+    layers: Vec<Layer>,
+    classifier: (Var, Var),
+    vars: VarMap,
+    device: Device,
+}
+
+impl std::fmt::Debug for Supernet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supernet")
+            .field("space", &self.space.name)
+            .field("geometry", &self.geometry)
+            .field("layers", &self.layers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Output of a forward pass.
+#[derive(Debug)]
+pub struct Forward {
+    /// Logits `[N, classes]`.
+    pub logits: Tensor,
+    /// `Σ ‖W ⊙ mask‖²` over conv and depthwise kernels, each term weighted by its switch weight.
+    pub l2: Tensor,
+}
+
+struct Init<'a> {
+    rng: &'a mut Rng,
+    vars: &'a VarMap,
+    device: &'a Device,
+}
+
+impl Init<'_> {
+    fn var(&mut self, name: String, shape: &[usize], std: f64, truncated: bool) -> Result<Var> {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                let z = if truncated { self.rng.truncated_normal() } else { self.rng.normal() };
+                (z * std) as f32
+            })
+            .collect();
+        self.insert(name, Tensor::from_vec(v, shape, self.device)?)
+    }
+
+    fn constant(&mut self, name: String, n: usize, value: f32) -> Result<Var> {
+        self.insert(name, Tensor::full(value, n, self.device)?)
+    }
+
+    fn insert(&mut self, name: String, t: Tensor) -> Result<Var> {
+        let var = Var::from_tensor(&t)?;
+        let mut data = self.vars.data().lock().map_err(|_| candle_core::Error::msg("poisoned"))?;
+        if data.insert(name.clone(), var.clone()).is_some() {
+            candle_core::bail!("supernet: two weights named {name}");
+        }
+        Ok(var)
+    }
+
+    /// `he_normal`: truncated normal, std = sqrt(2 / fan_in) / 0.8796.
+    fn he(&mut self, name: String, shape: &[usize], fan_in: usize) -> Result<Var> {
+        self.var(name, shape, (2.0 / fan_in as f64).sqrt() / 0.879_625_8, true)
+    }
+
+    fn bn(&mut self, name: &str, c: usize) -> Result<Bn> {
+        Ok(Bn {
+            gamma: self.constant(format!("{name}.bn.gamma"), c, 1.0)?,
+            beta: self.constant(format!("{name}.bn.beta"), c, 0.0)?,
+        })
+    }
+
+    /// One depthwise kernel + BN per kernel choice.
+    fn depthwise(&mut self, name: &str, kernels: &[u32], c: usize) -> Result<Vec<(Var, Bn)>> {
+        kernels
+            .iter()
+            .map(|&k| {
+                let k = k as usize;
+                let w = self.he(format!("{name}.dw{k}.weight"), &[c, k, k], k * k)?;
+                Ok((w, self.bn(&format!("{name}.dw{k}"), c)?))
+            })
+            .collect()
+    }
+}
+
+fn kernel_choices(space: &SearchSpace, p: Param) -> (Vec<u32>, Option<usize>) {
+    match p {
+        Param::Fixed(k) => (vec![k], None),
+        Param::Decision(d) => match &space.decisions[d].kind {
+            DecisionKind::Kernel(v) => (v.clone(), Some(d)),
+            _ => (vec![space.decisions[d].value(0)], Some(d)),
+        },
+    }
+}
+
+fn filter_values(space: &SearchSpace, d: usize) -> Vec<u32> {
+    let dec = &space.decisions[d];
+    (0..dec.num_choices()).map(|i| dec.value(i)).collect()
+}
+
+/// Proxy strides: the deployment strides with the first stride-2 layers made stride 1 until the
+/// last stage is at least 2×2 at `input_hw`.
+pub fn proxy_strides(space: &SearchSpace, input_hw: usize) -> Vec<usize> {
+    let mut strides: Vec<usize> = space
+        .blocks
+        .iter()
+        .flat_map(|b| {
+            b.layers.iter().map(|l| match *l {
+                LayerSpec::Conv { stride, .. }
+                | LayerSpec::SepConv { stride, .. }
+                | LayerSpec::Bottleneck { stride, .. } => stride as usize,
+                LayerSpec::Head { .. } => 1,
+            })
+        })
+        .collect();
+    let last = |s: &[usize]| s.iter().fold(input_hw, |hw, &st| hw.div_ceil(st));
+    while last(&strides) < 2 {
+        match strides.iter().position(|&s| s > 1) {
+            Some(i) => strides[i] = 1,
+            None => break,
+        }
+    }
+    strides
+}
+
+/// A 0/1 mask of `max` channels with the first `n` set.
+fn mask(n: usize, max: usize, dev: &Device) -> Result<Tensor> {
+    let v: Vec<f32> = (0..max).map(|i| if i < n { 1.0 } else { 0.0 }).collect();
+    Tensor::from_vec(v, max, dev)
+}
+
+fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
+    match act {
+        Activation::Relu => x.relu(),
+        Activation::HSwish => hswish(x),
+        Activation::None => Ok(x.clone()),
+    }
+}
+
+/// Masked stateless BN: γ, β multiplied by the channel mask.
+fn bn(x: &Tensor, b: &Bn, m: &Tensor) -> Result<Tensor> {
+    batch_norm_train(x, &b.gamma.as_tensor().mul(m)?, &b.beta.as_tensor().mul(m)?, BN_EPS)
+}
+
+/// `w ⊙ (out_mask ⊗ in_mask)` for a `[Cout, Cin, …]` kernel.
+fn mask_kernel(w: &Tensor, out: &Tensor, inp: &Tensor) -> Result<Tensor> {
+    let outer = out.unsqueeze(1)?.broadcast_mul(&inp.unsqueeze(0)?)?;
+    let mut shape = outer.dims().to_vec();
+    shape.resize(w.rank(), 1);
+    w.broadcast_mul(&outer.reshape(shape)?)
+}
+
+/// Channel state flowing through the network: proxy tensor plus the selected channel counts.
+struct Flow {
+    x: Tensor,
+    /// Selected deployment channels of the input (for the expansion formula).
+    full: u32,
+    /// Selected proxy channels.
+    sel: usize,
+    /// Max proxy channels (the tensor's channel dimension).
+    max: usize,
+}
+
+impl Supernet {
+    /// Builds the supernet of `space` at `geometry`, weights drawn from `rng` (deterministic).
+    pub fn new(
+        space: &SearchSpace,
+        geometry: ProxyGeometry,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<Supernet> {
+        let vars = VarMap::new();
+        let strides = proxy_strides(space, geometry.input_hw);
+        let mut init = Init { rng, vars: &vars, device };
+        let g = &geometry;
+        let mut layers = Vec::new();
+        // Max deployment channels of the input; the stem's input is the dataset's channels.
+        let mut cin_full_max = 3u32;
+        let mut cin_max = g.in_channels;
+        let mut flat = 0;
+        for block in &space.blocks {
+            let outs = filter_values(space, block.filters);
+            let cout_full_max = outs.iter().copied().max().unwrap_or(8);
+            let cout_max = g.channels(cout_full_max);
+            for (i, spec) in block.layers.iter().enumerate() {
+                let name = format!("{}.layer{i}", block.name);
+                let stride = strides[flat];
+                flat += 1;
+                let unit = match *spec {
+                    LayerSpec::Conv { kernel, act, .. } => {
+                        let (ks, dec) = kernel_choices(space, kernel);
+                        let kernels = ks
+                            .iter()
+                            .map(|&k| {
+                                let k = k as usize;
+                                let w = init.he(
+                                    format!("{name}.conv{k}.weight"),
+                                    &[cout_max, cin_max, k, k],
+                                    k * k * cin_max,
+                                )?;
+                                Ok((w, init.bn(&format!("{name}.conv{k}"), cout_max)?))
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        Unit::Stem { kernels, kernel: dec, stride, act }
+                    }
+                    LayerSpec::SepConv { kernel, skip, act, .. } => {
+                        let (ks, dec) = kernel_choices(space, kernel);
+                        Unit::Sep {
+                            kernels: init.depthwise(&name, &ks, cin_max)?,
+                            kernel: dec,
+                            skip,
+                            stride,
+                            act,
+                            proj: init.he(
+                                format!("{name}.project.weight"),
+                                &[cout_max, cin_max],
+                                cin_max,
+                            )?,
+                            proj_bn: init.bn(&format!("{name}.project"), cout_max)?,
+                        }
+                    }
+                    LayerSpec::Bottleneck { kernel, expansion, se, skip, act, .. } => {
+                        let ratios = filter_values(space, expansion);
+                        let r_max = ratios.iter().copied().max().unwrap_or(1);
+                        let e_full = scale_filters(f64::from(cin_full_max), f64::from(r_max));
+                        let e_max = g.channels(e_full);
+                        let (ks, _) = kernel_choices(space, Param::Decision(kernel));
+                        let se = match se {
+                            Some(d) => {
+                                let h = g.channels(se_hidden(e_full));
+                                let s = Se {
+                                    w1: init.he(
+                                        format!("{name}.se.reduce.weight"),
+                                        &[h, e_max],
+                                        e_max,
+                                    )?,
+                                    b1: init.constant(format!("{name}.se.reduce.bias"), h, 0.0)?,
+                                    w2: init.he(
+                                        format!("{name}.se.expand.weight"),
+                                        &[e_max, h],
+                                        h,
+                                    )?,
+                                    b2: init.constant(
+                                        format!("{name}.se.expand.bias"),
+                                        e_max,
+                                        0.0,
+                                    )?,
+                                };
+                                Some((d, s))
+                            }
+                            None => None,
+                        };
+                        Unit::Bottleneck {
+                            expand: init.he(
+                                format!("{name}.expand.weight"),
+                                &[e_max, cin_max],
+                                cin_max,
+                            )?,
+                            expand_bn: init.bn(&format!("{name}.expand"), e_max)?,
+                            kernels: init.depthwise(&name, &ks, e_max)?,
+                            kernel,
+                            expansion,
+                            se,
+                            skip,
+                            stride,
+                            act,
+                            proj: init.he(
+                                format!("{name}.project.weight"),
+                                &[cout_max, e_max],
+                                e_max,
+                            )?,
+                            proj_bn: init.bn(&format!("{name}.project"), cout_max)?,
+                        }
+                    }
+                    LayerSpec::Head { act, pool } => Unit::Head {
+                        conv: init.he(
+                            format!("{name}.conv.weight"),
+                            &[cout_max, cin_max],
+                            cin_max,
+                        )?,
+                        bn: init.bn(&name, cout_max)?,
+                        act,
+                        pool,
+                    },
+                };
+                layers.push(Layer { unit, filters: block.filters });
+                cin_full_max = cout_full_max;
+                cin_max = cout_max;
+            }
+        }
+        let classifier = (
+            init.var("classifier.weight".into(), &[g.classes, cin_max], 0.01, false)?,
+            init.constant("classifier.bias".into(), g.classes, 0.0)?,
+        );
+        Ok(Supernet {
+            space: space.clone(),
+            geometry,
+            layers,
+            classifier,
+            vars,
+            device: device.clone(),
+        })
+    }
+
+    /// The var map holding every weight (names like `block2.layer0.expand.weight`).
+    pub fn vars(&self) -> &VarMap {
+        &self.vars
+    }
+
+    /// The geometry.
+    pub fn geometry(&self) -> &ProxyGeometry {
+        &self.geometry
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Number of scalar weights.
+    pub fn num_weights(&self) -> usize {
+        self.vars.all_vars().iter().map(|v| v.elem_count()).sum()
+    }
+
+    /// Forward pass of images `[N, C, H, W]` under a selection (one weight vector per decision).
+    pub fn forward(&self, x: &Tensor, sel: &Selection) -> Result<Forward> {
+        let dev = &self.device;
+        let g = &self.geometry;
+        let space = &self.space;
+        let value = |d: usize| space.decisions[d].value(argmax(&sel[d]));
+        let mut l2 = Vec::new();
+        let mut flow = Flow { x: x.clone(), full: 3, sel: g.in_channels, max: g.in_channels };
+        let mut pooled = false;
+        for layer in &self.layers {
+            let out_full = value(layer.filters);
+            let out_max = g.channels(
+                filter_values(space, layer.filters).into_iter().max().unwrap_or(out_full),
+            );
+            let out_sel = g.channels(out_full);
+            let omask = mask(out_sel, out_max, dev)?;
+            let imask = mask(flow.sel, flow.max, dev)?;
+            let x = &flow.x;
+            let y = match &layer.unit {
+                Unit::Stem { kernels, kernel, stride, act } => {
+                    let weights = kernel.map_or(vec![1.0], |d| sel[d].clone());
+                    let mut acc: Option<Tensor> = None;
+                    for ((w, b), &sw) in kernels.iter().zip(&weights) {
+                        if sw == 0.0 {
+                            continue;
+                        }
+                        let wm = mask_kernel(w.as_tensor(), &omask, &imask)?;
+                        l2.push(wm.sqr()?.sum_all()?.affine(f64::from(sw), 0.0)?);
+                        let h = activate(&bn(&conv2d_same(x, &wm, *stride)?, b, &omask)?, *act)?;
+                        acc = Some(add_weighted(acc, &h, sw)?);
+                    }
+                    acc.ok_or_else(|| candle_core::Error::msg("stem: no kernel enabled"))?
+                }
+                Unit::Sep { kernels, kernel, skip, stride, act, proj, proj_bn } => {
+                    let present = skip.map_or(1.0, |d| sel[d][0]);
+                    let body = |l2: &mut Vec<Tensor>| -> Result<Tensor> {
+                        let weights = kernel.map_or(vec![1.0], |d| sel[d].clone());
+                        let cmask = imask.reshape((flow.max, 1, 1))?;
+                        let mut acc: Option<Tensor> = None;
+                        for ((w, b), &sw) in kernels.iter().zip(&weights) {
+                            if sw == 0.0 {
+                                continue;
+                            }
+                            let wm = w.as_tensor().broadcast_mul(&cmask)?;
+                            l2.push(wm.sqr()?.sum_all()?.affine(f64::from(sw * present), 0.0)?);
+                            let h = depthwise_conv2d(x, &wm, *stride)?;
+                            let h = activate(&bn(&h, b, &imask)?, *act)?;
+                            acc = Some(add_weighted(acc, &h, sw)?);
+                        }
+                        let h = acc.ok_or_else(|| candle_core::Error::msg("sep: no kernel"))?;
+                        let pm = mask_kernel(proj.as_tensor(), &omask, &imask)?;
+                        l2.push(pm.sqr()?.sum_all()?.affine(f64::from(present), 0.0)?);
+                        bn(&conv1x1(&h, &pm)?, proj_bn, &omask)
+                    };
+                    residual(x, skip.is_some(), present, || body(&mut l2))?
+                }
+                Unit::Bottleneck {
+                    expand,
+                    expand_bn,
+                    kernels,
+                    kernel,
+                    expansion,
+                    se,
+                    skip,
+                    stride,
+                    act,
+                    proj,
+                    proj_bn,
+                } => {
+                    let present = skip.map_or(1.0, |d| sel[d][0]);
+                    let e_max = expand.as_tensor().dim(0)?;
+                    let e_full = scale_filters(f64::from(flow.full), f64::from(value(*expansion)));
+                    let emask = mask(g.channels(e_full), e_max, dev)?;
+                    let body = |l2: &mut Vec<Tensor>| -> Result<Tensor> {
+                        let xm = mask_kernel(expand.as_tensor(), &emask, &imask)?;
+                        l2.push(xm.sqr()?.sum_all()?.affine(f64::from(present), 0.0)?);
+                        let h = activate(&bn(&conv1x1(x, &xm)?, expand_bn, &emask)?, *act)?;
+                        let cmask = emask.reshape((e_max, 1, 1))?;
+                        let mut acc: Option<Tensor> = None;
+                        for ((w, b), &sw) in kernels.iter().zip(&sel[*kernel]) {
+                            if sw == 0.0 {
+                                continue;
+                            }
+                            let wm = w.as_tensor().broadcast_mul(&cmask)?;
+                            l2.push(wm.sqr()?.sum_all()?.affine(f64::from(sw * present), 0.0)?);
+                            let d = depthwise_conv2d(&h, &wm, *stride)?;
+                            let d = activate(&bn(&d, b, &emask)?, *act)?;
+                            acc = Some(add_weighted(acc, &d, sw)?);
+                        }
+                        let mut h = acc.ok_or_else(|| candle_core::Error::msg("ib: no kernel"))?;
+                        if let Some((d, s)) = se {
+                            let (off, on) = (sel[*d][0], sel[*d][1]);
+                            let hid = g.channels(se_hidden(e_full));
+                            let hmax = s.b1.dims1()?;
+                            let hmask = mask(hid, hmax, dev)?;
+                            let mut out: Option<Tensor> = None;
+                            if off != 0.0 {
+                                out = Some(add_weighted(None, &h, off)?);
+                            }
+                            if on != 0.0 {
+                                let w1 = mask_kernel(s.w1.as_tensor(), &hmask, &emask)?;
+                                let w2 = mask_kernel(s.w2.as_tensor(), &emask, &hmask)?;
+                                let b1 = s.b1.as_tensor().mul(&hmask)?;
+                                let b2 = s.b2.as_tensor().mul(&emask)?;
+                                let pooled = h.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
+                                let z = conv1x1(&pooled, &w1)?
+                                    .broadcast_add(&b1.reshape((1, hmax, 1, 1))?)?
+                                    .relu()?;
+                                let gate = candle_nn::ops::sigmoid(
+                                    &conv1x1(&z, &w2)?
+                                        .broadcast_add(&b2.reshape((1, e_max, 1, 1))?)?,
+                                )?;
+                                let y = h.broadcast_mul(&gate)?;
+                                out = Some(add_weighted(out, &y, on)?);
+                            }
+                            h = out.ok_or_else(|| candle_core::Error::msg("se: no branch"))?;
+                        }
+                        let pm = mask_kernel(proj.as_tensor(), &omask, &emask)?;
+                        l2.push(pm.sqr()?.sum_all()?.affine(f64::from(present), 0.0)?);
+                        bn(&conv1x1(&h, &pm)?, proj_bn, &omask)
+                    };
+                    residual(x, skip.is_some(), present, || body(&mut l2))?
+                }
+                Unit::Head { conv, bn: b, act, pool } => {
+                    let wm = mask_kernel(conv.as_tensor(), &omask, &imask)?;
+                    l2.push(wm.sqr()?.sum_all()?);
+                    let h = activate(&bn(&conv1x1(x, &wm)?, b, &omask)?, *act)?;
+                    if *pool {
+                        pooled = true;
+                        h.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?
+                    } else {
+                        h
+                    }
+                }
+            };
+            flow = Flow { x: y, full: out_full, sel: out_sel, max: out_max };
+        }
+        let mut x = flow.x;
+        if !pooled {
+            x = x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
+        }
+        let feats = x.flatten_from(1)?;
+        let (w, b) = &self.classifier;
+        let logits = feats.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+        let l2 = match l2.len() {
+            0 => Tensor::zeros((), DType::F32, dev)?,
+            _ => Tensor::stack(&l2, 0)?.sum_all()?,
+        };
+        Ok(Forward { logits, l2 })
+    }
+}
+
+fn add_weighted(acc: Option<Tensor>, h: &Tensor, w: f32) -> Result<Tensor> {
+    let h = if w == 1.0 { h.clone() } else { h.affine(f64::from(w), 0.0)? };
+    match acc {
+        None => Ok(h),
+        Some(a) => a.add(&h),
+    }
+}
+
+/// `x + present·body(x)` for a skippable layer (body not run when skipped), `body(x)` otherwise.
+fn residual(
+    x: &Tensor,
+    skippable: bool,
+    present: f32,
+    body: impl FnOnce() -> Result<Tensor>,
+) -> Result<Tensor> {
+    if !skippable {
+        return body();
+    }
+    if present == 0.0 {
+        return Ok(x.clone());
+    }
+    x.add(&add_weighted(None, &body()?, present)?)
+}
+
+fn narrow2(w: &Var, rows: usize, cols: usize) -> Result<Tensor> {
+    w.as_tensor().narrow(0, 0, rows)?.narrow(1, 0, cols)?.contiguous()
+}
+
+fn narrow1(w: &Var, n: usize) -> Result<Tensor> {
+    w.as_tensor().narrow(0, 0, n)?.contiguous()
+}
+
+fn plain_bn(b: &Bn, n: usize) -> Result<(Tensor, Tensor)> {
+    Ok((narrow1(&b.gamma, n)?, narrow1(&b.beta, n)?))
+}
+
+impl Supernet {
+    /// The plain network of one architecture: every weight sliced to the selected channels, no
+    /// masks, skipped layers left out. Its forward pass (with batch-statistics BN) equals the
+    /// supernet's under the architecture's one-hot selection.
+    pub fn extract(&self, indices: &[usize]) -> Result<Vec<super::PlainLayer>> {
+        use super::PlainLayer as P;
+        let g = &self.geometry;
+        let space = &self.space;
+        let value = |d: usize| space.decisions[d].value(indices[d]);
+        let kernel_index = |d: Option<usize>| d.map_or(0, |d| indices[d]);
+        let mut out = Vec::new();
+        let (mut in_full, mut in_sel) = (3u32, g.in_channels);
+        for layer in &self.layers {
+            let out_full = value(layer.filters);
+            let out_sel = g.channels(out_full);
+            match &layer.unit {
+                Unit::Stem { kernels, kernel, stride, act } => {
+                    let (w, b) = &kernels[kernel_index(*kernel)];
+                    out.push(P::Conv {
+                        weight: narrow2(w, out_sel, in_sel)?,
+                        bn: plain_bn(b, out_sel)?,
+                        stride: *stride,
+                        act: *act,
+                    });
+                }
+                Unit::Sep { kernels, kernel, skip, stride, act, proj, proj_bn } => {
+                    if skip.is_some_and(|d| indices[d] == 1) {
+                        continue;
+                    }
+                    let (w, b) = &kernels[kernel_index(*kernel)];
+                    out.push(P::Sep {
+                        depthwise: narrow1(w, in_sel)?,
+                        dw_bn: plain_bn(b, in_sel)?,
+                        stride: *stride,
+                        act: *act,
+                        project: narrow2(proj, out_sel, in_sel)?,
+                        proj_bn: plain_bn(proj_bn, out_sel)?,
+                        residual: skip.is_some(),
+                    });
+                }
+                Unit::Bottleneck {
+                    expand,
+                    expand_bn,
+                    kernels,
+                    kernel,
+                    expansion,
+                    se,
+                    skip,
+                    stride,
+                    act,
+                    proj,
+                    proj_bn,
+                } => {
+                    if skip.is_some_and(|d| indices[d] == 1) {
+                        in_full = out_full;
+                        in_sel = out_sel;
+                        continue;
+                    }
+                    let e_full = scale_filters(f64::from(in_full), f64::from(value(*expansion)));
+                    let e = g.channels(e_full);
+                    let (w, b) = &kernels[indices[*kernel]];
+                    let se = match se {
+                        Some((d, s)) if indices[*d] == 1 => {
+                            let h = g.channels(se_hidden(e_full));
+                            Some((
+                                narrow2(&s.w1, h, e)?,
+                                narrow1(&s.b1, h)?,
+                                narrow2(&s.w2, e, h)?,
+                                narrow1(&s.b2, e)?,
+                            ))
+                        }
+                        _ => None,
+                    };
+                    out.push(P::Bottleneck {
+                        expand: narrow2(expand, e, in_sel)?,
+                        expand_bn: plain_bn(expand_bn, e)?,
+                        depthwise: narrow1(w, e)?,
+                        dw_bn: plain_bn(b, e)?,
+                        stride: *stride,
+                        act: *act,
+                        se,
+                        project: narrow2(proj, out_sel, e)?,
+                        proj_bn: plain_bn(proj_bn, out_sel)?,
+                        residual: skip.is_some(),
+                    });
+                }
+                Unit::Head { conv, bn: b, act, pool } => out.push(P::Head {
+                    weight: narrow2(conv, out_sel, in_sel)?,
+                    bn: plain_bn(b, out_sel)?,
+                    act: *act,
+                    pool: *pool,
+                }),
+            }
+            in_full = out_full;
+            in_sel = out_sel;
+        }
+        let (w, b) = &self.classifier;
+        out.push(P::Classifier {
+            weight: w.as_tensor().narrow(1, 0, in_sel)?.contiguous()?,
+            bias: b.as_tensor().clone(),
+        });
+        Ok(out)
+    }
+}

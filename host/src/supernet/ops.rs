@@ -1,0 +1,523 @@
+//! The supernet's hot path as Candle custom ops (CPU): depthwise convolution with TF "SAME"
+//! padding, and training-mode batch norm fused into one op. Both have hand-written backward
+//! passes, parallel over batch × channels with rayon. Plus the 1×1 convolution as a batched
+//! matmul. `perf-notes.md` explains why each exists: Candle 0.11's grouped convolution and its
+//! batch norm are an order of magnitude slower than these.
+//!
+//! Every op is checked against Candle's native ops (forward and gradients) in this module's tests.
+
+use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use rayon::prelude::*;
+
+/// TF "SAME" padding for one spatial dimension: (output size, padding before).
+/// The extra row or column of an odd total padding goes after (bottom/right).
+pub fn same_padding(input: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    let out = input.div_ceil(stride);
+    let total = ((out - 1) * stride + kernel).saturating_sub(input);
+    (out, total / 2)
+}
+
+fn contiguous_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("{what}: the custom op needs a contiguous f32 tensor"),
+    }
+}
+
+/// Runs `f` on the contiguous f32 data of a CPU tensor.
+fn with_data<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => f(contiguous_slice(cpu, layout, what)?),
+        _ => bail!("{what}: only the CPU backend has this custom op"),
+    }
+}
+
+/// Depthwise k×k convolution, stride s, TF "SAME" padding: x `[N, C, H, W]`, w `[C, K, K]`.
+#[derive(Debug, Clone, Copy)]
+struct Depthwise {
+    stride: usize,
+}
+
+struct DwGeom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    s: usize,
+    oh: usize,
+    ow: usize,
+    pt: usize,
+    pl: usize,
+}
+
+impl DwGeom {
+    fn new(x: &[usize], wt: &[usize], s: usize) -> Result<Self> {
+        let (&[n, c, h, w], &[wc, k, k2]) = (x, wt) else {
+            bail!("depthwise: expected x [N,C,H,W] and w [C,K,K], got {x:?} and {wt:?}")
+        };
+        if wc != c || k != k2 {
+            bail!("depthwise: weight {wt:?} does not fit input {x:?}");
+        }
+        let (oh, pt) = same_padding(h, k, s);
+        let (ow, pl) = same_padding(w, k, s);
+        Ok(DwGeom { n, c, h, w, k, s, oh, ow, pt, pl })
+    }
+
+    /// Input index range of output `o` for kernel offset `kk`: `o·s + kk − pad`.
+    #[inline]
+    fn input_pos(&self, o: usize, kk: usize, pad: usize, size: usize) -> Option<usize> {
+        let p = (o * self.s + kk).checked_sub(pad)?;
+        (p < size).then_some(p)
+    }
+}
+
+fn dw_forward(g: &DwGeom, x: &[f32], wt: &[f32]) -> Vec<f32> {
+    let (hw, ohw, kk2) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
+    let mut out = vec![0f32; g.n * g.c * ohw];
+    out.par_chunks_mut(ohw).enumerate().for_each(|(plane, o)| {
+        let c = plane % g.c;
+        let xp = &x[plane * hw..(plane + 1) * hw];
+        let wk = &wt[c * kk2..(c + 1) * kk2];
+        for kh in 0..g.k {
+            for oy in 0..g.oh {
+                let Some(iy) = g.input_pos(oy, kh, g.pt, g.h) else { continue };
+                let row = &xp[iy * g.w..(iy + 1) * g.w];
+                let orow = &mut o[oy * g.ow..(oy + 1) * g.ow];
+                for kw in 0..g.k {
+                    let wv = wk[kh * g.k + kw];
+                    if g.s == 1 {
+                        // Contiguous inner loop: ox + kw − pl in [0, w).
+                        let lo = g.pl.saturating_sub(kw);
+                        let hi = (g.w + g.pl).saturating_sub(kw).min(g.ow);
+                        for ox in lo..hi {
+                            orow[ox] += wv * row[ox + kw - g.pl];
+                        }
+                    } else {
+                        for (ox, ov) in orow.iter_mut().enumerate() {
+                            if let Some(ix) = g.input_pos(ox, kw, g.pl, g.w) {
+                                *ov += wv * row[ix];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+fn dw_backward(g: &DwGeom, x: &[f32], wt: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (hw, ohw, kk2) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
+    // dx: scatter of dy through the kernel, one (n, c) plane per task.
+    let mut dx = vec![0f32; g.n * g.c * hw];
+    dx.par_chunks_mut(hw).enumerate().for_each(|(plane, dxp)| {
+        let c = plane % g.c;
+        let dyp = &dy[plane * ohw..(plane + 1) * ohw];
+        let wk = &wt[c * kk2..(c + 1) * kk2];
+        for kh in 0..g.k {
+            for oy in 0..g.oh {
+                let Some(iy) = g.input_pos(oy, kh, g.pt, g.h) else { continue };
+                let dyrow = &dyp[oy * g.ow..(oy + 1) * g.ow];
+                let dxrow = &mut dxp[iy * g.w..(iy + 1) * g.w];
+                for kw in 0..g.k {
+                    let wv = wk[kh * g.k + kw];
+                    for (ox, &d) in dyrow.iter().enumerate() {
+                        if let Some(ix) = g.input_pos(ox, kw, g.pl, g.w) {
+                            dxrow[ix] += wv * d;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    // dw: one channel per task, summed over the batch in a fixed order (deterministic).
+    let mut dw = vec![0f32; g.c * kk2];
+    dw.par_chunks_mut(kk2).enumerate().for_each(|(c, dwc)| {
+        let mut acc = vec![0f64; kk2];
+        for n in 0..g.n {
+            let plane = n * g.c + c;
+            let xp = &x[plane * hw..(plane + 1) * hw];
+            let dyp = &dy[plane * ohw..(plane + 1) * ohw];
+            for kh in 0..g.k {
+                for kw in 0..g.k {
+                    let mut s = 0f32;
+                    for oy in 0..g.oh {
+                        let Some(iy) = g.input_pos(oy, kh, g.pt, g.h) else { continue };
+                        let row = &xp[iy * g.w..(iy + 1) * g.w];
+                        let dyrow = &dyp[oy * g.ow..(oy + 1) * g.ow];
+                        for (ox, &d) in dyrow.iter().enumerate() {
+                            if let Some(ix) = g.input_pos(ox, kw, g.pl, g.w) {
+                                s += d * row[ix];
+                            }
+                        }
+                    }
+                    acc[kh * g.k + kw] += f64::from(s);
+                }
+            }
+        }
+        for (d, a) in dwc.iter_mut().zip(acc) {
+            *d = a as f32;
+        }
+    });
+    (dx, dw)
+}
+
+impl CustomOp2 for Depthwise {
+    fn name(&self) -> &'static str {
+        "depthwise-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = DwGeom::new(l1.dims(), l2.dims(), self.stride)?;
+        let x = contiguous_slice(s1, l1, "depthwise input")?;
+        let w = contiguous_slice(s2, l2, "depthwise weight")?;
+        let out = dw_forward(&g, x, w);
+        Ok((CpuStorage::F32(out), Shape::from((g.n, g.c, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = DwGeom::new(x.dims(), w.dims(), self.stride)?;
+        let (dx, dw) = with_data(x, "depthwise input", |xs| {
+            with_data(w, "depthwise weight", |ws| {
+                with_data(dy, "depthwise gradient", |dys| Ok(dw_backward(&g, xs, ws, dys)))
+            })
+        })?;
+        let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
+        let dw = Tensor::from_vec(dw, w.shape(), w.device())?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// Depthwise convolution of x `[N, C, H, W]` with w `[C, K, K]`, TF "SAME" padding.
+pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(&w.contiguous()?, Depthwise { stride })
+}
+
+/// Training-mode batch norm: batch statistics per channel, then the affine transform.
+#[derive(Debug, Clone, Copy)]
+struct BatchNormTrain {
+    eps: f64,
+}
+
+/// Mean and 1/sqrt(var + eps) of channel `c` over the batch (two passes, f64).
+fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize, eps: f64) -> (f64, f64) {
+    let m = (n * hw) as f64;
+    let mut sum = 0f64;
+    for b in 0..n {
+        let p = (b * c + ch) * hw;
+        sum += x[p..p + hw].iter().map(|&v| f64::from(v)).sum::<f64>();
+    }
+    let mean = sum / m;
+    let mut sq = 0f64;
+    for b in 0..n {
+        let p = (b * c + ch) * hw;
+        sq += x[p..p + hw].iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>();
+    }
+    (mean, 1.0 / (sq / m + eps).sqrt())
+}
+
+fn dims_nchw(d: &[usize]) -> Result<(usize, usize, usize)> {
+    match *d {
+        [n, c, h, w] => Ok((n, c, h * w)),
+        [n, c] => Ok((n, c, 1)),
+        _ => bail!("batch norm: expected [N,C,H,W] or [N,C], got {d:?}"),
+    }
+}
+
+impl CustomOp3 for BatchNormTrain {
+    fn name(&self) -> &'static str {
+        "batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, hw) = dims_nchw(l1.dims())?;
+        let x = contiguous_slice(s1, l1, "batch norm input")?;
+        let gamma = contiguous_slice(s2, l2, "batch norm gamma")?;
+        let beta = contiguous_slice(s3, l3, "batch norm beta")?;
+        if gamma.len() != c || beta.len() != c {
+            bail!("batch norm: {c} channels but gamma/beta of {}/{}", gamma.len(), beta.len());
+        }
+        let stats: Vec<(f64, f64)> =
+            (0..c).into_par_iter().map(|ch| channel_stats(x, n, c, hw, ch, self.eps)).collect();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(hw).enumerate().for_each(|(plane, o)| {
+            let ch = plane % c;
+            let (mean, inv) = stats[ch];
+            let scale = (inv * f64::from(gamma[ch])) as f32;
+            let shift = (f64::from(beta[ch]) - mean * inv * f64::from(gamma[ch])) as f32;
+            for (ov, &xv) in o.iter_mut().zip(&x[plane * hw..(plane + 1) * hw]) {
+                *ov = xv * scale + shift;
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from(l1.dims())))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, c, hw) = dims_nchw(x.dims())?;
+        let eps = self.eps;
+        let (dx, dgamma, dbeta) = with_data(x, "batch norm input", |xs| {
+            with_data(gamma, "batch norm gamma", |gs| {
+                with_data(dy, "batch norm gradient", |dys| {
+                    // Per channel: mean, inv std, Σdy, Σdy·x̂.
+                    let sums: Vec<(f64, f64, f64, f64)> = (0..c)
+                        .into_par_iter()
+                        .map(|ch| {
+                            let (mean, inv) = channel_stats(xs, n, c, hw, ch, eps);
+                            let (mut sdy, mut sdyx) = (0f64, 0f64);
+                            for b in 0..n {
+                                let p = (b * c + ch) * hw;
+                                for (&d, &v) in dys[p..p + hw].iter().zip(&xs[p..p + hw]) {
+                                    let d = f64::from(d);
+                                    sdy += d;
+                                    sdyx += d * (f64::from(v) - mean) * inv;
+                                }
+                            }
+                            (mean, inv, sdy, sdyx)
+                        })
+                        .collect();
+                    let m = (n * hw) as f64;
+                    let mut dx = vec![0f32; xs.len()];
+                    dx.par_chunks_mut(hw).enumerate().for_each(|(plane, o)| {
+                        let ch = plane % c;
+                        let (mean, inv, sdy, sdyx) = sums[ch];
+                        let k = f64::from(gs[ch]) * inv;
+                        let p = plane * hw;
+                        for ((ov, &d), &v) in o.iter_mut().zip(&dys[p..p + hw]).zip(&xs[p..p + hw])
+                        {
+                            let xhat = (f64::from(v) - mean) * inv;
+                            *ov = (k * (f64::from(d) - sdy / m - xhat * sdyx / m)) as f32;
+                        }
+                    });
+                    let dgamma: Vec<f32> = sums.iter().map(|s| s.3 as f32).collect();
+                    let dbeta: Vec<f32> = sums.iter().map(|s| s.2 as f32).collect();
+                    Ok((dx, dgamma, dbeta))
+                })
+            })
+        })?;
+        let dev = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(dgamma, c, dev)?),
+            Some(Tensor::from_vec(dbeta, c, dev)?),
+        ))
+    }
+}
+
+/// Batch norm with the batch's statistics (biased variance) and affine `gamma`, `beta` (`[C]`).
+/// Multiplying `gamma` and `beta` by a 0/1 channel mask before the call gives the reference's
+/// `MaskedStatelessBatchNorm`: masked channels come out exactly 0 with zero γ/β gradients.
+pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, BatchNormTrain { eps })
+}
+
+/// A 1×1 convolution as a batched matmul: x `[N, Cin, H, W]`, w `[Cout, Cin]` → `[N, Cout, H, W]`.
+pub fn conv1x1(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (n, cin, h, wd) = x.dims4()?;
+    let (cout, wcin) = w.dims2()?;
+    if wcin != cin {
+        bail!("1×1 conv: weight [{cout}, {wcin}] does not fit {cin} input channels");
+    }
+    let x3 = x.reshape((n, cin, h * wd))?;
+    w.broadcast_matmul(&x3)?.reshape((n, cout, h, wd))
+}
+
+/// A full k×k convolution with TF "SAME" padding (the stem): x `[N, Cin, H, W]`,
+/// w `[Cout, Cin, K, K]`, Candle's conv2d on an explicitly padded input.
+pub fn conv2d_same(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+    let (_, _, h, wd) = x.dims4()?;
+    let (_, _, k, _) = w.dims4()?;
+    let (oh, pt) = same_padding(h, k, stride);
+    let (ow, pl) = same_padding(wd, k, stride);
+    let pb = ((oh - 1) * stride + k).saturating_sub(h) - pt;
+    let pr = ((ow - 1) * stride + k).saturating_sub(wd) - pl;
+    let xp = x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)?;
+    xp.conv2d(w, 0, stride, 1, 1)
+}
+
+/// h-swish: `x · relu6(x + 3) / 6`.
+pub fn hswish(x: &Tensor) -> Result<Tensor> {
+    x.mul(&(x + 3.0)?.clamp(0f32, 6f32)?.affine(1.0 / 6.0, 0.0)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var, D};
+
+    fn rand(shape: &[usize], seed: u64) -> Tensor {
+        let mut s = seed;
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
+    /// Reference depthwise: Candle's conv2d with groups = C on an explicitly padded input.
+    fn native_dw(x: &Tensor, w: &Tensor, stride: usize) -> Tensor {
+        let (c, k, _) = w.dims3().unwrap();
+        let (_, _, h, wd) = x.dims4().unwrap();
+        let (oh, pt) = same_padding(h, k, stride);
+        let (ow, pl) = same_padding(wd, k, stride);
+        let pb = ((oh - 1) * stride + k).saturating_sub(h) - pt;
+        let pr = ((ow - 1) * stride + k).saturating_sub(wd) - pl;
+        let xp = x.pad_with_zeros(2, pt, pb).unwrap().pad_with_zeros(3, pl, pr).unwrap();
+        xp.conv2d(&w.reshape((c, 1, k, k)).unwrap(), 0, stride, 1, c).unwrap()
+    }
+
+    #[test]
+    fn depthwise_matches_candle_grouped_conv_forward_and_gradients() {
+        let mut seed = 1;
+        for &(n, c, h, w) in &[(2, 3, 8, 8), (3, 5, 7, 9), (2, 4, 6, 5)] {
+            for k in [3, 5, 7] {
+                for stride in [1, 2] {
+                    for masked in [false, true] {
+                        seed += 1;
+                        let x = Var::from_tensor(&rand(&[n, c, h, w], seed)).unwrap();
+                        let wv = Var::from_tensor(&rand(&[c, k, k], seed + 100)).unwrap();
+                        // A channel mask on the weight (the supernet's expansion mask).
+                        let mask: Vec<f32> =
+                            (0..c).map(|i| if masked && i >= c / 2 { 0.0 } else { 1.0 }).collect();
+                        let mask = Tensor::from_vec(mask, (c, 1, 1), &Device::Cpu).unwrap();
+                        let weff = wv.as_tensor().broadcast_mul(&mask).unwrap();
+                        let probe = rand(&[n, c, h.div_ceil(stride), w.div_ceil(stride)], seed + 7);
+
+                        let ours = depthwise_conv2d(x.as_tensor(), &weff, stride).unwrap();
+                        let theirs = native_dw(x.as_tensor(), &weff, stride);
+                        assert!(
+                            max_diff(&ours, &theirs) < 1e-4,
+                            "forward {n}x{c}x{h}x{w} k{k} s{stride}"
+                        );
+
+                        let g1 = ours.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+                        let g2 = theirs.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+                        for v in [&x, &wv] {
+                            let a = g1.get(v.as_tensor()).unwrap();
+                            let b = g2.get(v.as_tensor()).unwrap();
+                            assert!(
+                                max_diff(a, b) < 1e-4,
+                                "gradient k{k} s{stride} masked {masked}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reference batch norm from basic Candle ops.
+    fn native_bn(x: &Tensor, g: &Tensor, b: &Tensor, eps: f64) -> Tensor {
+        let c = x.dim(1).unwrap();
+        let mean = x.mean_keepdim(0).unwrap().mean_keepdim(2).unwrap().mean_keepdim(3).unwrap();
+        let xc = x.broadcast_sub(&mean).unwrap();
+        let var = xc.sqr().unwrap().mean_keepdim(0).unwrap().mean_keepdim(2).unwrap();
+        let var = var.mean_keepdim(3).unwrap();
+        let xhat = xc.broadcast_div(&(var + eps).unwrap().sqrt().unwrap()).unwrap();
+        xhat.broadcast_mul(&g.reshape((1, c, 1, 1)).unwrap())
+            .unwrap()
+            .broadcast_add(&b.reshape((1, c, 1, 1)).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn fused_batch_norm_matches_basic_ops_forward_and_gradients() {
+        for (i, &(n, c, h, w)) in [(4, 3, 5, 5), (2, 6, 4, 7), (8, 2, 1, 1)].iter().enumerate() {
+            for masked in [false, true] {
+                let seed = 50 + i as u64 * 10 + u64::from(masked);
+                let x =
+                    Var::from_tensor(&rand(&[n, c, h, w], seed).affine(3.0, 1.0).unwrap()).unwrap();
+                let g = Var::from_tensor(&rand(&[c], seed + 1)).unwrap();
+                let b = Var::from_tensor(&rand(&[c], seed + 2)).unwrap();
+                let mask: Vec<f32> =
+                    (0..c).map(|i| if masked && i + 1 == c { 0.0 } else { 1.0 }).collect();
+                let mask = Tensor::new(mask.as_slice(), &Device::Cpu).unwrap();
+                let gm = g.as_tensor().mul(&mask).unwrap();
+                let bm = b.as_tensor().mul(&mask).unwrap();
+                let probe = rand(&[n, c, h, w], seed + 3);
+                let ours = batch_norm_train(x.as_tensor(), &gm, &bm, 1e-3).unwrap();
+                let theirs = native_bn(x.as_tensor(), &gm, &bm, 1e-3);
+                assert!(max_diff(&ours, &theirs) < 1e-4);
+                if masked {
+                    let last = ours.narrow(1, c - 1, 1).unwrap().abs().unwrap();
+                    assert_eq!(last.sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+                }
+                let g1 = ours.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+                let g2 = theirs.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+                for v in [&x, &g, &b] {
+                    let a = g1.get(v.as_tensor()).unwrap();
+                    let r = g2.get(v.as_tensor()).unwrap();
+                    assert!(max_diff(a, r) < 1e-4, "bn gradient {n}x{c}x{h}x{w} masked {masked}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn conv1x1_and_same_conv_match_candle_conv2d() {
+        let x = Var::from_tensor(&rand(&[2, 4, 5, 6], 9)).unwrap();
+        let w = Var::from_tensor(&rand(&[3, 4], 10)).unwrap();
+        let ours = conv1x1(x.as_tensor(), w.as_tensor()).unwrap();
+        let theirs =
+            x.as_tensor().conv2d(&w.as_tensor().reshape((3, 4, 1, 1)).unwrap(), 0, 1, 1, 1);
+        let theirs = theirs.unwrap();
+        assert!(max_diff(&ours, &theirs) < 1e-5);
+        let g1 = ours.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = theirs.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&x, &w] {
+            let b = g2.get(v.as_tensor()).unwrap().reshape(v.dims()).unwrap();
+            assert!(max_diff(g1.get(v.as_tensor()).unwrap(), &b) < 1e-4);
+        }
+        // SAME on an even input with stride 2 pads bottom/right: output 3×3 from 6×6, k3.
+        let x = rand(&[1, 2, 6, 6], 11);
+        let w = rand(&[4, 2, 3, 3], 12);
+        let y = conv2d_same(&x, &w, 2).unwrap();
+        assert_eq!(y.dims(), &[1, 4, 3, 3]);
+        let _ = y.sum(D::Minus1).unwrap();
+    }
+
+    #[test]
+    fn same_padding_follows_tensorflow() {
+        assert_eq!(same_padding(224, 3, 2), (112, 0));
+        assert_eq!(same_padding(112, 5, 1), (112, 2));
+        assert_eq!(same_padding(7, 3, 2), (4, 1));
+    }
+}
