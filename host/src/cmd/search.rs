@@ -60,7 +60,7 @@ pub struct Cmd {
     /// Steps between checkpoints.
     #[arg(long, default_value_t = 50)]
     checkpoint_every: usize,
-    /// Run directory [default: runs/search-<space>-<seed>].
+    /// Run directory [default: runs/search-<space>-seed<seed>, with -2, -3 … when taken].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint (its config.json is used).
@@ -69,6 +69,19 @@ pub struct Cmd {
     /// Stop (with a checkpoint) before this step; `--resume` continues.
     #[arg(long, hide = true)]
     stop_at: Option<usize>,
+}
+
+/// `runs/search-<space>-seed<seed>`, or the first of `…-2`, `…-3`, … that does not exist, so the
+/// default command can be run again and again.
+fn default_run_dir(cfg: &SearchConfig) -> PathBuf {
+    let base = format!("runs/search-{}-seed{}", cfg.space, cfg.seed);
+    let mut dir = PathBuf::from(&base);
+    let mut n = 2;
+    while dir.exists() {
+        dir = PathBuf::from(format!("{base}-{n}"));
+        n += 1;
+    }
+    dir
 }
 
 impl Cmd {
@@ -116,9 +129,7 @@ impl Cmd {
             Some(dir) => (search::resume(dir, &interrupt)?, dir.clone()),
             None => {
                 let cfg = self.config()?;
-                let dir = self.out.clone().unwrap_or_else(|| {
-                    PathBuf::from(format!("runs/search-{}-seed{}", cfg.space, cfg.seed))
-                });
+                let dir = self.out.clone().unwrap_or_else(|| default_run_dir(&cfg));
                 (search::start(cfg, &dir, &interrupt)?, dir)
             }
         };

@@ -540,6 +540,9 @@ impl Supernet {
                             if on != 0.0 {
                                 let w1 = mask_kernel(s.w1.as_tensor(), &hmask, &emask)?;
                                 let w2 = mask_kernel(s.w2.as_tensor(), &emask, &hmask)?;
+                                let sw = f64::from(on * present);
+                                l2.push(w1.sqr()?.sum_all()?.affine(sw, 0.0)?);
+                                l2.push(w2.sqr()?.sum_all()?.affine(sw, 0.0)?);
                                 let b1 = s.b1.as_tensor().mul(&hmask)?;
                                 let b2 = s.b2.as_tensor().mul(&emask)?;
                                 let pooled = h.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
@@ -727,6 +730,101 @@ impl Supernet {
             weight: w.as_tensor().narrow(1, 0, in_sel)?.contiguous()?,
             bias: b.as_tensor().clone(),
         });
+        Ok(out)
+    }
+}
+
+fn act_name(a: Activation) -> &'static str {
+    match a {
+        Activation::Relu => "relu",
+        Activation::HSwish => "hswish",
+        Activation::None => "none",
+    }
+}
+
+impl Supernet {
+    /// The supernet's structure as JSON (max channel counts, kernels, strides, switches), for
+    /// re-implementations such as the PyTorch twin in `scripts/bench/supernet_torch.py`.
+    pub fn describe(&self) -> Result<serde_json::Value> {
+        use serde_json::json;
+        let mut layers = Vec::new();
+        for layer in &self.layers {
+            let kernels = |ks: &[(Var, Bn)]| -> Result<Vec<usize>> {
+                ks.iter().map(|(w, _)| w.as_tensor().dim(w.rank() - 1)).collect()
+            };
+            layers.push(match &layer.unit {
+                Unit::Stem { kernels: ks, stride, act, .. } => {
+                    let (co, ci, _, _) = ks[0].0.as_tensor().dims4()?;
+                    json!({"kind": "stem", "cin_max": ci, "cout_max": co, "kernels": kernels(ks)?,
+                           "stride": stride, "act": act_name(*act)})
+                }
+                Unit::Sep { kernels: ks, skip, stride, act, proj, .. } => {
+                    let (co, ci) = proj.as_tensor().dims2()?;
+                    json!({"kind": "sep", "cin_max": ci, "cout_max": co, "kernels": kernels(ks)?,
+                           "stride": stride, "act": act_name(*act), "skippable": skip.is_some()})
+                }
+                Unit::Bottleneck { expand, kernels: ks, se, skip, stride, act, proj, .. } => {
+                    let (e, ci) = expand.as_tensor().dims2()?;
+                    let co = proj.as_tensor().dim(0)?;
+                    let h = match se {
+                        Some((_, s)) => Some(s.b1.as_tensor().dim(0)?),
+                        None => None,
+                    };
+                    json!({"kind": "ib", "cin_max": ci, "e_max": e, "cout_max": co,
+                           "kernels": kernels(ks)?, "se_hidden_max": h, "stride": stride,
+                           "act": act_name(*act), "skippable": skip.is_some()})
+                }
+                Unit::Head { conv, act, pool, .. } => {
+                    let (co, ci) = conv.as_tensor().dims2()?;
+                    json!({"kind": "head", "cin_max": ci, "cout_max": co, "act": act_name(*act),
+                           "pool": pool})
+                }
+            });
+        }
+        let (co, ci) = self.classifier.0.as_tensor().dims2()?;
+        Ok(json!({
+            "space": self.space.name,
+            "geometry": self.geometry,
+            "layers": layers,
+            "classifier": {"cin_max": ci, "classes": co},
+        }))
+    }
+
+    /// What a selection enables in every layer: selected channels and switch weights, in the
+    /// order of [`Supernet::describe`]'s layers.
+    pub fn describe_selection(&self, sel: &Selection) -> Result<Vec<serde_json::Value>> {
+        use serde_json::json;
+        let g = &self.geometry;
+        let space = &self.space;
+        let value = |d: usize| space.decisions[d].value(argmax(&sel[d]));
+        let (mut in_full, mut in_sel) = (3u32, g.in_channels);
+        let mut out = Vec::new();
+        for layer in &self.layers {
+            let out_full = value(layer.filters);
+            let out_sel = g.channels(out_full);
+            let mut v = json!({"in_sel": in_sel, "out_sel": out_sel});
+            match &layer.unit {
+                Unit::Stem { kernel, .. } | Unit::Sep { kernel, .. } => {
+                    v["kernel_weights"] = json!(kernel.map_or(vec![1.0], |d| sel[d].clone()));
+                }
+                _ => {}
+            }
+            if let Unit::Sep { skip, .. } | Unit::Bottleneck { skip, .. } = &layer.unit {
+                v["present"] = json!(skip.map_or(1.0, |d| sel[d][0]));
+            }
+            if let Unit::Bottleneck { kernel, expansion, se, .. } = &layer.unit {
+                let e_full = scale_filters(f64::from(in_full), f64::from(value(*expansion)));
+                v["e_sel"] = json!(g.channels(e_full));
+                v["kernel_weights"] = json!(sel[*kernel]);
+                if let Some((d, _)) = se {
+                    v["se_weights"] = json!(sel[*d]);
+                    v["h_sel"] = json!(g.channels(se_hidden(e_full)));
+                }
+            }
+            out.push(v);
+            in_full = out_full;
+            in_sel = out_sel;
+        }
         Ok(out)
     }
 }

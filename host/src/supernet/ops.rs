@@ -67,11 +67,13 @@ impl DwGeom {
         Ok(DwGeom { n, c, h, w, k, s, oh, ow, pt, pl })
     }
 
-    /// Input index range of output `o` for kernel offset `kk`: `o·s + kk − pad`.
+    /// The outputs `[lo, hi)` whose input `o·s + kk − pad` lies inside `[0, size)`; the input of
+    /// `lo` is `lo·s + kk − pad`. Loops over this range need no bounds test per element.
     #[inline]
-    fn input_pos(&self, o: usize, kk: usize, pad: usize, size: usize) -> Option<usize> {
-        let p = (o * self.s + kk).checked_sub(pad)?;
-        (p < size).then_some(p)
+    fn valid(&self, kk: usize, pad: usize, size: usize, outs: usize) -> (usize, usize) {
+        let lo = pad.saturating_sub(kk).div_ceil(self.s);
+        let hi = if size + pad > kk { (size + pad - kk).div_ceil(self.s).min(outs) } else { 0 };
+        (lo, hi.max(lo))
     }
 }
 
@@ -83,24 +85,27 @@ fn dw_forward(g: &DwGeom, x: &[f32], wt: &[f32]) -> Vec<f32> {
         let xp = &x[plane * hw..(plane + 1) * hw];
         let wk = &wt[c * kk2..(c + 1) * kk2];
         for kh in 0..g.k {
-            for oy in 0..g.oh {
-                let Some(iy) = g.input_pos(oy, kh, g.pt, g.h) else { continue };
+            let (ylo, yhi) = g.valid(kh, g.pt, g.h, g.oh);
+            for oy in ylo..yhi {
+                let iy = oy * g.s + kh - g.pt;
                 let row = &xp[iy * g.w..(iy + 1) * g.w];
                 let orow = &mut o[oy * g.ow..(oy + 1) * g.ow];
                 for kw in 0..g.k {
                     let wv = wk[kh * g.k + kw];
+                    let (lo, hi) = g.valid(kw, g.pl, g.w, g.ow);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let start = lo * g.s + kw - g.pl;
                     if g.s == 1 {
-                        // Contiguous inner loop: ox + kw − pl in [0, w).
-                        let lo = g.pl.saturating_sub(kw);
-                        let hi = (g.w + g.pl).saturating_sub(kw).min(g.ow);
-                        for ox in lo..hi {
-                            orow[ox] += wv * row[ox + kw - g.pl];
+                        for (ov, &xv) in orow[lo..hi].iter_mut().zip(&row[start..]) {
+                            *ov += wv * xv;
                         }
                     } else {
-                        for (ox, ov) in orow.iter_mut().enumerate() {
-                            if let Some(ix) = g.input_pos(ox, kw, g.pl, g.w) {
-                                *ov += wv * row[ix];
-                            }
+                        for (ov, &xv) in
+                            orow[lo..hi].iter_mut().zip(row[start..].iter().step_by(g.s))
+                        {
+                            *ov += wv * xv;
                         }
                     }
                 }
@@ -119,15 +124,25 @@ fn dw_backward(g: &DwGeom, x: &[f32], wt: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<
         let dyp = &dy[plane * ohw..(plane + 1) * ohw];
         let wk = &wt[c * kk2..(c + 1) * kk2];
         for kh in 0..g.k {
-            for oy in 0..g.oh {
-                let Some(iy) = g.input_pos(oy, kh, g.pt, g.h) else { continue };
+            let (ylo, yhi) = g.valid(kh, g.pt, g.h, g.oh);
+            for oy in ylo..yhi {
+                let iy = oy * g.s + kh - g.pt;
                 let dyrow = &dyp[oy * g.ow..(oy + 1) * g.ow];
                 let dxrow = &mut dxp[iy * g.w..(iy + 1) * g.w];
                 for kw in 0..g.k {
                     let wv = wk[kh * g.k + kw];
-                    for (ox, &d) in dyrow.iter().enumerate() {
-                        if let Some(ix) = g.input_pos(ox, kw, g.pl, g.w) {
-                            dxrow[ix] += wv * d;
+                    let (lo, hi) = g.valid(kw, g.pl, g.w, g.ow);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let start = lo * g.s + kw - g.pl;
+                    if g.s == 1 {
+                        for (xv, &d) in dxrow[start..].iter_mut().zip(&dyrow[lo..hi]) {
+                            *xv += wv * d;
+                        }
+                    } else {
+                        for (xv, &d) in dxrow[start..].iter_mut().step_by(g.s).zip(&dyrow[lo..hi]) {
+                            *xv += wv * d;
                         }
                     }
                 }
@@ -143,16 +158,26 @@ fn dw_backward(g: &DwGeom, x: &[f32], wt: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<
             let xp = &x[plane * hw..(plane + 1) * hw];
             let dyp = &dy[plane * ohw..(plane + 1) * ohw];
             for kh in 0..g.k {
+                let (ylo, yhi) = g.valid(kh, g.pt, g.h, g.oh);
                 for kw in 0..g.k {
+                    let (lo, hi) = g.valid(kw, g.pl, g.w, g.ow);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let start = lo * g.s + kw - g.pl;
                     let mut s = 0f32;
-                    for oy in 0..g.oh {
-                        let Some(iy) = g.input_pos(oy, kh, g.pt, g.h) else { continue };
+                    for oy in ylo..yhi {
+                        let iy = oy * g.s + kh - g.pt;
                         let row = &xp[iy * g.w..(iy + 1) * g.w];
-                        let dyrow = &dyp[oy * g.ow..(oy + 1) * g.ow];
-                        for (ox, &d) in dyrow.iter().enumerate() {
-                            if let Some(ix) = g.input_pos(ox, kw, g.pl, g.w) {
-                                s += d * row[ix];
-                            }
+                        let dyrow = &dyp[oy * g.ow + lo..oy * g.ow + hi];
+                        if g.s == 1 {
+                            s += dyrow.iter().zip(&row[start..]).map(|(&d, &v)| d * v).sum::<f32>();
+                        } else {
+                            s += dyrow
+                                .iter()
+                                .zip(row[start..].iter().step_by(g.s))
+                                .map(|(&d, &v)| d * v)
+                                .sum::<f32>();
                         }
                     }
                     acc[kh * g.k + kw] += f64::from(s);
