@@ -60,7 +60,7 @@ pub struct Cmd {
     /// Steps between checkpoints.
     #[arg(long, default_value_t = 50)]
     checkpoint_every: usize,
-    /// Run directory [default: runs/search-<space>-seed<seed>, with -2, -3 … when taken].
+    /// Run directory [default: `runs/search-SPACE-seedN`, with -2, -3 … when taken].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint (its config.json is used).
@@ -71,7 +71,7 @@ pub struct Cmd {
     stop_at: Option<usize>,
 }
 
-/// `runs/search-<space>-seed<seed>`, or the first of `…-2`, `…-3`, … that does not exist, so the
+/// `runs/search-SPACE-seedN`, or the first of `…-2`, `…-3`, … that does not exist, so the
 /// default command can be run again and again.
 fn default_run_dir(cfg: &SearchConfig) -> PathBuf {
     let base = format!("runs/search-{}-seed{}", cfg.space, cfg.seed);

@@ -18,5 +18,5 @@ pub use controller::{
 pub use plot::line_svg;
 pub use run::{
     default_rl_lr, evaluate_one_shot, read_steps, resume, start, Interrupt, Outcome, RunDir,
-    SearchConfig, StepRecord, Stop, DEPLOYMENT_RESOLUTION,
+    SearchConfig, StepRecord, Stop, DEPLOYMENT_RESOLUTION, MAX_DEFAULT_RL_LR,
 };
