@@ -1,19 +1,25 @@
-//! Minimal SVG line plots (one series over steps), so a run directory can be looked at in a
+//! Minimal SVG line plots (named series over steps), so a run directory can be looked at in a
 //! browser without any plotting stack.
 
 use std::fmt::Write;
 
-/// An SVG line chart of `(x, y)` points with a title, axis ranges and an optional horizontal
-/// reference line (the latency target).
+/// Colours of the series, in order.
+const COLOURS: [&str; 4] = ["#1f5fbf", "#e08a00", "#2a9d3a", "#8e44ad"];
+
+/// An SVG line chart of named series of `(x, y)` points with a title, axis ranges, a legend and
+/// an optional horizontal reference line (the latency target).
 pub fn line_svg(
     title: &str,
     y_label: &str,
-    points: &[(f64, f64)],
+    series: &[(&str, Vec<(f64, f64)>)],
     reference: Option<f64>,
 ) -> String {
     let (w, h, ml, mr, mt, mb) = (640.0, 320.0, 70.0, 20.0, 30.0, 40.0);
-    let finite: Vec<(f64, f64)> =
-        points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+    let finite: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.1.iter().copied())
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .collect();
     let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
     let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in &finite {
@@ -70,10 +76,9 @@ pub fn line_svg(
         );
         let _ = writeln!(
             s,
-            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+            r#"<text x="{}" y="{}" text-anchor="middle">{fx:.0}</text>"#,
             sx(fx),
             h - mb + 16.0,
-            tick(fx)
         );
     }
     let _ = writeln!(
@@ -93,13 +98,31 @@ pub fn line_svg(
             y = sy(r)
         );
     }
-    let path: Vec<String> =
-        finite.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
-    let _ = writeln!(
-        s,
-        r##"<polyline fill="none" stroke="#1f5fbf" stroke-width="1.2" points="{}"/>"##,
-        path.join(" ")
-    );
+    for (i, (name, points)) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let path: Vec<String> = points
+            .iter()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.2" points="{}"/>"#,
+            path.join(" ")
+        );
+        if series.len() > 1 {
+            let ly = mt + 14.0 * i as f64 + 6.0;
+            let _ = writeln!(
+                s,
+                r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{}</text>"#,
+                w - mr - 120.0,
+                w - mr - 100.0,
+                w - mr - 95.0,
+                ly + 4.0,
+                escape(name)
+            );
+        }
+    }
     s.push_str("</svg>\n");
     s
 }
@@ -123,11 +146,14 @@ mod tests {
     #[test]
     fn plots_are_svg_with_every_point() {
         let pts: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), f64::from(i * i))).collect();
-        let s = super::line_svg("T(α) <ms>", "ms", &pts, Some(40.0));
+        let s = super::line_svg("T(α) <ms>", "ms", &[("T", pts.clone())], Some(40.0));
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
         assert!(s.contains("T(α) &lt;ms&gt;"));
         let poly = s.lines().find(|l| l.starts_with("<polyline")).unwrap();
         assert_eq!(poly.matches(',').count(), 10);
         assert!(s.contains("stroke-dasharray"));
+        let two = super::line_svg("r", "r", &[("reward", pts.clone()), ("baseline", pts)], None);
+        assert_eq!(two.matches("<polyline").count(), 2);
+        assert!(two.contains(">baseline</text>"));
     }
 }

@@ -581,24 +581,46 @@ impl Session {
         let series = |f: &dyn Fn(&StepRecord) -> f64| -> Vec<(f64, f64)> {
             recs.iter().map(|r| (r.step as f64, f(r))).collect()
         };
-        let plots = [
+        let t0 = self.cfg.target_ms;
+        let plots: [Plot; 4] = [
             (
                 "latency.svg",
-                "T(α), ms (target dashed)",
+                "T(α) of the sampled architectures (target dashed)",
                 "ms",
-                series(&|r| r.latency_ms),
-                Some(self.cfg.target_ms),
+                vec![("T(α)", series(&|r| r.latency_ms))],
+                Some(t0),
             ),
-            ("reward.svg", "reward and baseline", "reward", series(&|r| r.baseline), None),
-            ("entropy.svg", "policy entropy (nats)", "nats", series(&|r| r.entropy), None),
-            ("quality.svg", "Q(α) on validation batches", "accuracy", series(&|r| r.q), None),
+            (
+                "reward.svg",
+                "reward and its baseline",
+                "reward",
+                vec![("reward", series(&|r| r.reward)), ("baseline", series(&|r| r.baseline))],
+                None,
+            ),
+            (
+                "entropy.svg",
+                "policy entropy",
+                "nats",
+                vec![("entropy", series(&|r| r.entropy))],
+                None,
+            ),
+            (
+                "quality.svg",
+                "Q(α) on validation batches",
+                "accuracy",
+                vec![("Q", series(&|r| r.q))],
+                None,
+            ),
         ];
-        for (name, title, y, pts, reference) in plots {
-            write_atomic(&self.dir.file(name), &line_svg(title, y, &pts, reference))?;
+        for (name, title, y, lines, reference) in plots {
+            write_atomic(&self.dir.file(name), &line_svg(title, y, &lines, reference))?;
         }
         Ok(())
     }
 }
+
+/// One plot: file name, title, y label, named series, optional reference line.
+type Plot<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, Vec<(f64, f64)>)>, Option<f64>);
 
 /// Top-1 accuracy of the supernet under a fixed selection on a whole split, in batches of
 /// `batch` (stateless BN on each batch, as during the search).
