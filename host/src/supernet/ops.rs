@@ -377,17 +377,22 @@ pub fn conv1x1(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     w.broadcast_matmul(&x3)?.reshape((n, cout, h, wd))
 }
 
+/// Zero-pads x `[N, C, H, W]` for a k×k window at `stride` with TF "SAME" padding (the extra
+/// row and column go bottom/right).
+pub fn pad_same(x: &Tensor, k: usize, stride: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let (oh, pt) = same_padding(h, k, stride);
+    let (ow, pl) = same_padding(w, k, stride);
+    let pb = ((oh - 1) * stride + k).saturating_sub(h) - pt;
+    let pr = ((ow - 1) * stride + k).saturating_sub(w) - pl;
+    x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)
+}
+
 /// A full k×k convolution with TF "SAME" padding (the stem): x `[N, Cin, H, W]`,
 /// w `[Cout, Cin, K, K]`, Candle's conv2d on an explicitly padded input.
 pub fn conv2d_same(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-    let (_, _, h, wd) = x.dims4()?;
     let (_, _, k, _) = w.dims4()?;
-    let (oh, pt) = same_padding(h, k, stride);
-    let (ow, pl) = same_padding(wd, k, stride);
-    let pb = ((oh - 1) * stride + k).saturating_sub(h) - pt;
-    let pr = ((ow - 1) * stride + k).saturating_sub(wd) - pl;
-    let xp = x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)?;
-    xp.conv2d(w, 0, stride, 1, 1)
+    pad_same(x, k, stride)?.conv2d(w, 0, stride, 1, 1)
 }
 
 /// h-swish: `x · relu6(x + 3) / 6`.
@@ -420,12 +425,7 @@ mod tests {
     /// Reference depthwise: Candle's conv2d with groups = C on an explicitly padded input.
     fn native_dw(x: &Tensor, w: &Tensor, stride: usize) -> Tensor {
         let (c, k, _) = w.dims3().unwrap();
-        let (_, _, h, wd) = x.dims4().unwrap();
-        let (oh, pt) = same_padding(h, k, stride);
-        let (ow, pl) = same_padding(wd, k, stride);
-        let pb = ((oh - 1) * stride + k).saturating_sub(h) - pt;
-        let pr = ((ow - 1) * stride + k).saturating_sub(wd) - pl;
-        let xp = x.pad_with_zeros(2, pt, pb).unwrap().pad_with_zeros(3, pl, pr).unwrap();
+        let xp = pad_same(x, k, stride).unwrap();
         xp.conv2d(&w.reshape((c, 1, k, k)).unwrap(), 0, stride, 1, c).unwrap()
     }
 

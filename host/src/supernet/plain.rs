@@ -6,7 +6,7 @@
 use candle_core::{Result, Tensor, D};
 use latency_tables::Activation;
 
-use super::ops::{hswish, same_padding};
+use super::ops::{hswish, pad_same};
 
 /// One layer with concrete weights (`bn` = (γ, β)).
 #[derive(Debug, Clone)]
@@ -80,15 +80,6 @@ pub enum PlainLayer {
         /// `[classes]`.
         bias: Tensor,
     },
-}
-
-fn pad_same(x: &Tensor, k: usize, stride: usize) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    let (oh, pt) = same_padding(h, k, stride);
-    let (ow, pl) = same_padding(w, k, stride);
-    let pb = ((oh - 1) * stride + k).saturating_sub(h) - pt;
-    let pr = ((ow - 1) * stride + k).saturating_sub(w) - pl;
-    x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)
 }
 
 fn batch_norm(x: &Tensor, (g, b): &(Tensor, Tensor), eps: f64) -> Result<Tensor> {
