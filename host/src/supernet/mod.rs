@@ -14,12 +14,11 @@ use candle_core::{DType, Result, Tensor, D};
 
 /// Softmax cross-entropy with label smoothing `eps` (mean over the batch).
 pub fn smoothed_cross_entropy(logits: &Tensor, labels: &Tensor, eps: f64) -> Result<Tensor> {
-    let (_, classes) = logits.dims2()?;
+    logits.dims2()?;
     let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     let nll = logp.gather(&labels.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
     let uniform = logp.mean(D::Minus1)?.neg()?;
     let per = ((nll * (1.0 - eps))? + (uniform * eps)?)?;
-    let _ = classes;
     per.mean_all()
 }
 
