@@ -255,6 +255,11 @@ impl Controller {
     }
 }
 
+/// The per-decision weights of a fixed architecture: one-hot of each index.
+pub fn one_hot_selection(indices: &[usize], decisions: &[DecisionInfo]) -> Vec<Vec<f32>> {
+    indices.iter().zip(decisions).map(|(&i, d)| one_hot(i, d.choices)).collect()
+}
+
 fn one_hot(i: usize, n: usize) -> Vec<f32> {
     let mut v = vec![0.0; n];
     v[i] = 1.0;

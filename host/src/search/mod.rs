@@ -12,8 +12,8 @@ mod plot;
 mod run;
 
 pub use controller::{
-    decision_infos, rl_learning_rate, warmup_probability, Controller, DecisionInfo, Draw,
-    RewardKind, Update,
+    decision_infos, one_hot_selection, rl_learning_rate, warmup_probability, Controller,
+    DecisionInfo, Draw, RewardKind, Update,
 };
 pub use plot::line_svg;
 pub use run::{

@@ -13,11 +13,12 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::controller::{
-    decision_infos, rl_learning_rate, warmup_probability, Controller, Draw, RewardKind,
+    decision_infos, one_hot_selection, rl_learning_rate, warmup_probability, Controller, Draw,
+    RewardKind,
 };
 use super::plot::line_svg;
 use crate::data::{self, Batcher, Dataset, ImageSet};
-use crate::latency::{load_model, LatencyModel};
+use crate::latency::{load_model, LatencyModel, MeasuredTable};
 use crate::rng::Rng;
 use crate::space::{Architecture, SearchSpace};
 use crate::supernet::{
@@ -268,31 +269,30 @@ fn rng_for(seed: u64, what: &str, step: usize) -> Rng {
 }
 
 fn load_latency(cfg: &SearchConfig, space: &SearchSpace) -> Result<Box<dyn LatencyModel>> {
-    let model = load_model(&cfg.latency, space, DEPLOYMENT_RESOLUTION)?;
-    if cfg.latency != "pixel1" {
-        // Fail before training, naming every key of the space the table lacks.
-        let table = latency_tables::LatencyTable::load(&cfg.latency)?;
-        let have: std::collections::BTreeSet<String> =
-            table.entries().map(|e| e.key.to_string()).collect();
-        let missing: Vec<String> = space
-            .plan(DEPLOYMENT_RESOLUTION)
-            .into_iter()
-            .map(|k| k.to_string())
-            .filter(|k| !have.contains(k))
-            .collect();
-        if !missing.is_empty() {
-            bail!(
-                "{}: the table lacks {} of the {} op keys of {} at {DEPLOYMENT_RESOLUTION}×{DEPLOYMENT_RESOLUTION} (first: {}); profile them with `tunas profile --space {}`",
-                cfg.latency,
-                missing.len(),
-                space.plan(DEPLOYMENT_RESOLUTION).len(),
-                space.name,
-                missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
-                space.name
-            );
-        }
+    if cfg.latency == "pixel1" {
+        return load_model(&cfg.latency, space, DEPLOYMENT_RESOLUTION);
     }
-    Ok(model)
+    let table = latency_tables::LatencyTable::load(&cfg.latency).with_context(|| {
+        format!("loading latency model {:?} (expected `pixel1` or a table file)", cfg.latency)
+    })?;
+    // Fail before training, naming the keys of the space the table lacks.
+    let have: std::collections::BTreeSet<String> =
+        table.entries().map(|e| e.key.to_string()).collect();
+    let plan = space.plan(DEPLOYMENT_RESOLUTION);
+    let missing: Vec<String> =
+        plan.iter().map(|k| k.to_string()).filter(|k| !have.contains(k)).collect();
+    if !missing.is_empty() {
+        bail!(
+            "{}: the table lacks {} of the {} op keys of {} at {DEPLOYMENT_RESOLUTION}×{DEPLOYMENT_RESOLUTION} (first: {}); profile them with `tunas profile --space {}`",
+            cfg.latency,
+            missing.len(),
+            plan.len(),
+            space.name,
+            missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            space.name
+        );
+    }
+    Ok(Box::new(MeasuredTable::new(table, &cfg.latency, space.clone(), DEPLOYMENT_RESOLUTION)))
 }
 
 impl Session {
@@ -532,11 +532,7 @@ impl Session {
         let best = self.controller.argmax();
         let arch = self.arch(&best)?;
         let breakdown = self.model.breakdown(&arch)?;
-        let weights: Vec<Vec<f32>> = best
-            .iter()
-            .zip(&self.controller.decisions)
-            .map(|(&i, d)| (0..d.choices).map(|c| if c == i { 1.0 } else { 0.0 }).collect())
-            .collect();
+        let weights = one_hot_selection(&best, &self.controller.decisions);
         let val_acc = evaluate_one_shot(
             &self.net,
             &self.val,

@@ -61,6 +61,10 @@ mod tests {
         }
     }
 
+    fn max_abs(t: &Tensor) -> f32 {
+        t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
     #[test]
     fn masked_supernet_path_equals_the_plain_network_at_selected_widths() {
         for name in space_names() {
@@ -90,35 +94,14 @@ mod tests {
                             }
                         })
                         .collect();
-                let sel: Vec<Vec<f32>> = indices
-                    .iter()
-                    .zip(&space.decisions)
-                    .map(|(&i, d)| {
-                        (0..d.num_choices()).map(|c| f32::from(u8::from(c == i))).collect()
-                    })
-                    .collect();
+                let sel = crate::search::one_hot_selection(
+                    &indices,
+                    &crate::search::decision_infos(&space),
+                );
                 let ours = net.forward(&x, &sel).unwrap().logits;
                 let plain = plain_forward(&net.extract(&indices).unwrap(), &x, BN_EPS).unwrap();
-                let scale: f32 = plain
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar()
-                    .unwrap();
-                let diff: f32 = ours
-                    .sub(&plain)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar()
-                    .unwrap();
+                let scale = max_abs(&plain);
+                let diff = max_abs(&ours.sub(&plain).unwrap());
                 assert!(scale > 0.1, "{name}: logits too small to compare ({scale})");
                 assert!(
                     diff <= 1e-4 * scale.max(1.0),
