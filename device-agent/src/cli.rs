@@ -114,6 +114,10 @@ pub struct InferArgs {
     /// Where to write the raw little-endian f32 output.
     #[arg(long)]
     pub output: PathBuf,
+    /// The input holds this many inputs back to back; each is run and the outputs are
+    /// written back to back.
+    #[arg(long, default_value_t = 1)]
+    pub count: usize,
 }
 
 /// `device-agent serve`
@@ -251,10 +255,21 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             let input: Vec<f32> =
                 raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            if a.count == 0 || input.len() % a.count != 0 {
+                bail!(
+                    "{}: {} values do not split into --count {} inputs",
+                    a.input.display(),
+                    input.len(),
+                    a.count
+                );
+            }
             let mut r = engine
                 .prepare(&bytes, None, 0)
                 .with_context(|| format!("loading {}", a.model.display()))?;
-            let out = r.infer(&input)?;
+            let mut out = Vec::new();
+            for (i, one) in input.chunks_exact(input.len() / a.count).enumerate() {
+                out.extend(r.infer(one).with_context(|| format!("input {i}"))?);
+            }
             let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
             std::fs::write(&a.output, bytes)
                 .with_context(|| format!("writing {}", a.output.display()))?;

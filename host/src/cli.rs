@@ -28,6 +28,14 @@ pub enum Command {
     /// TuNAS search: weight-sharing supernet + REINFORCE controller with the absolute reward.
     /// No arguments: a quick search (proxylessnas, embedded Fashion-MNIST, pixel1, T0 = 84 ms).
     Search(Box<cmd::search::Cmd>),
+    /// Stand-alone training of one architecture at its selected widths (stateful BN), evaluated
+    /// on the held-out validation split and the test split.
+    Train(Box<cmd::train::Cmd>),
+    /// Random search: architectures drawn uniformly within T0 ± tolerance, each trained
+    /// stand-alone; the best by validation accuracy.
+    RandomSearch(Box<cmd::random::Cmd>),
+    /// A trained network as ONNX (BN folded), checked against tract and the latency model's keys.
+    Export(Box<cmd::export::Cmd>),
     /// Inspect, compare and combine latency tables.
     #[command(subcommand)]
     Tables(cmd::tables::Cmd),
@@ -42,6 +50,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Tables(c) => c.run(),
         Command::Profile(c) => c.run(),
         Command::Search(c) => c.run(),
+        Command::Train(c) => c.run(),
+        Command::RandomSearch(c) => c.run(),
+        Command::Export(c) => c.run(),
     }
 }
 

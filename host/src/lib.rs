@@ -14,9 +14,11 @@ pub mod device;
 pub mod latency;
 pub mod profile;
 pub mod rng;
+pub mod runs;
 pub mod search;
 pub mod space;
 pub mod supernet;
 pub mod tables;
+pub mod train;
 
 pub use cli::{run, Cli};

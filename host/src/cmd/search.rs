@@ -2,12 +2,11 @@
 //! the ProxylessNAS space on the embedded Fashion-MNIST subset with the Pixel 1 model at 84 ms.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
-use crate::search::{self, default_rl_lr, Interrupt, RewardKind, SearchConfig, Stop};
+use crate::search::{self, default_rl_lr, RewardKind, SearchConfig, Stop};
 use crate::space::SearchSpace;
 
 /// Arguments of `tunas search`.
@@ -71,19 +70,6 @@ pub struct Cmd {
     stop_at: Option<usize>,
 }
 
-/// `runs/search-SPACE-seedN`, or the first of `…-2`, `…-3`, … that does not exist, so the
-/// default command can be run again and again.
-fn default_run_dir(cfg: &SearchConfig) -> PathBuf {
-    let base = format!("runs/search-{}-seed{}", cfg.space, cfg.seed);
-    let mut dir = PathBuf::from(&base);
-    let mut n = 2;
-    while dir.exists() {
-        dir = PathBuf::from(format!("{base}-{n}"));
-        n += 1;
-    }
-    dir
-}
-
 impl Cmd {
     fn config(&self) -> Result<SearchConfig> {
         let space = SearchSpace::by_name(&self.space)?;
@@ -116,20 +102,14 @@ impl Cmd {
 
     /// Runs the search; prints the final architecture report (JSON) on stdout.
     pub fn run(self) -> Result<i32> {
-        let interrupt = Interrupt { at_step: self.stop_at, ..Interrupt::default() };
-        let flag = interrupt.flag.clone();
-        ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("\nsearch: Ctrl-C — checkpointing after this step (again to quit now)");
-        })
-        .context("installing the Ctrl-C handler")?;
+        let interrupt = super::interrupt("search", self.stop_at)?;
         let (outcome, dir) = match &self.resume {
             Some(dir) => (search::resume(dir, &interrupt)?, dir.clone()),
             None => {
                 let cfg = self.config()?;
-                let dir = self.out.clone().unwrap_or_else(|| default_run_dir(&cfg));
+                let dir = self.out.clone().unwrap_or_else(|| {
+                    crate::runs::fresh_dir(&format!("search-{}-seed{}", cfg.space, cfg.seed))
+                });
                 (search::start(cfg, &dir, &interrupt)?, dir)
             }
         };

@@ -15,7 +15,7 @@ pub use controller::{
     decision_infos, one_hot_selection, rl_learning_rate, warmup_probability, Controller,
     DecisionInfo, Draw, RewardKind, Update,
 };
-pub use plot::line_svg;
+pub use plot::{line_svg, scatter_svg};
 pub use run::{
     default_rl_lr, evaluate_one_shot, read_steps, resume, start, Interrupt, Outcome, RunDir,
     SearchConfig, StepRecord, Stop, DEPLOYMENT_RESOLUTION, MAX_DEFAULT_RL_LR,

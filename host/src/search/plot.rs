@@ -6,13 +6,37 @@ use std::fmt::Write;
 /// Colours of the series, in order.
 const COLOURS: [&str; 4] = ["#1f5fbf", "#e08a00", "#2a9d3a", "#8e44ad"];
 
-/// An SVG line chart of named series of `(x, y)` points with a title, axis ranges, a legend and
-/// an optional horizontal reference line (the latency target).
+/// An SVG line chart of named series of `(x, y)` points over steps with a title, axis ranges, a
+/// legend and an optional horizontal reference line (the latency target).
 pub fn line_svg(
     title: &str,
     y_label: &str,
     series: &[(&str, Vec<(f64, f64)>)],
     reference: Option<f64>,
+) -> String {
+    chart_svg(title, "step", y_label, series, reference, false)
+}
+
+/// An SVG scatter plot of named series of `(x, y)` points (one dot each) with a legend and an
+/// optional vertical reference line at `reference_x` (the latency target on a latency axis).
+pub fn scatter_svg(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+    reference_x: Option<f64>,
+) -> String {
+    chart_svg(title, x_label, y_label, series, reference_x, true)
+}
+
+/// The chart behind both: lines, or dots with a vertical reference line.
+fn chart_svg(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+    reference: Option<f64>,
+    dots: bool,
 ) -> String {
     let (w, h, ml, mr, mt, mb) = (640.0, 320.0, 70.0, 20.0, 30.0, 40.0);
     let finite: Vec<(f64, f64)> = series
@@ -28,9 +52,16 @@ pub fn line_svg(
         y0 = y0.min(y);
         y1 = y1.max(y);
     }
-    if let Some(r) = reference {
-        y0 = y0.min(r);
-        y1 = y1.max(r);
+    match reference {
+        Some(r) if dots => {
+            x0 = x0.min(r);
+            x1 = x1.max(r);
+        }
+        Some(r) => {
+            y0 = y0.min(r);
+            y1 = y1.max(r);
+        }
+        None => {}
     }
     if finite.is_empty() {
         (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
@@ -43,6 +74,8 @@ pub fn line_svg(
     }
     let pad = 0.05 * (y1 - y0);
     let (y0, y1) = (y0 - pad, y1 + pad);
+    let xpad = if dots { 0.05 * (x1 - x0) } else { 0.0 };
+    let (x0, x1) = (x0 - xpad, x1 + xpad);
     let sx = |x: f64| ml + (x - x0) / (x1 - x0) * (w - ml - mr);
     let sy = |y: f64| h - mb - (y - y0) / (y1 - y0) * (h - mt - mb);
     let mut s = String::new();
@@ -76,21 +109,30 @@ pub fn line_svg(
         );
         let _ = writeln!(
             s,
-            r#"<text x="{}" y="{}" text-anchor="middle">{fx:.0}</text>"#,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
             sx(fx),
             h - mb + 16.0,
+            if dots { tick(fx) } else { format!("{fx:.0}") },
         );
     }
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="{}" text-anchor="middle">step</text><text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="middle">{}</text><text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"#,
         (ml + w - mr) / 2.0,
         h - 6.0,
+        escape(x_label),
         h / 2.0,
         h / 2.0,
         escape(y_label)
     );
-    if let Some(r) = reference {
+    if let (Some(r), true) = (reference, dots) {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x}" y1="{mt}" x2="{x}" y2="{}" stroke="#c00" stroke-dasharray="4 3"/>"##,
+            h - mb,
+            x = sx(r)
+        );
+    } else if let Some(r) = reference {
         let _ = writeln!(
             s,
             r##"<line x1="{ml}" y1="{y}" x2="{}" y2="{y}" stroke="#c00" stroke-dasharray="4 3"/>"##,
@@ -105,11 +147,22 @@ pub fn line_svg(
             .filter(|p| p.0.is_finite() && p.1.is_finite())
             .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
             .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.2" points="{}"/>"#,
-            path.join(" ")
-        );
+        if dots {
+            for &(x, y) in points.iter().filter(|p| p.0.is_finite() && p.1.is_finite()) {
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="4" fill="{colour}" fill-opacity="0.75"/>"#,
+                    sx(x),
+                    sy(y)
+                );
+            }
+        } else {
+            let _ = writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{colour}" stroke-width="1.2" points="{}"/>"#,
+                path.join(" ")
+            );
+        }
         if series.len() > 1 {
             let ly = mt + 14.0 * i as f64 + 6.0;
             let _ = writeln!(
@@ -155,5 +208,14 @@ mod tests {
         let two = super::line_svg("r", "r", &[("reward", pts.clone()), ("baseline", pts)], None);
         assert_eq!(two.matches("<polyline").count(), 2);
         assert!(two.contains(">baseline</text>"));
+        let dots = super::scatter_svg(
+            "acc vs T",
+            "ms",
+            "acc",
+            &[("tunas", vec![(80.0, 0.8), (85.0, 0.82)]), ("random", vec![(83.0, 0.79)])],
+            Some(84.0),
+        );
+        assert_eq!(dots.matches("<circle").count(), 3);
+        assert!(!dots.contains("<polyline") && dots.contains("stroke-dasharray"));
     }
 }

@@ -1,15 +1,12 @@
 //! One search run: configuration, the step loop, checkpoints, resume, final report.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::controller::{
@@ -18,15 +15,17 @@ use super::controller::{
 };
 use super::plot::line_svg;
 use crate::data::{self, Batcher, Dataset, ImageSet};
-use crate::latency::{load_model, LatencyModel, MeasuredTable};
+use crate::latency::LatencyModel;
 use crate::rng::Rng;
+use crate::runs::{
+    create_run_dir, load_checkpoint, load_latency, rng_for, save_checkpoint, set_vars, var_tensors,
+    write_atomic, EpochOrder,
+};
+pub use crate::runs::{Interrupt, DEPLOYMENT_RESOLUTION};
 use crate::space::{Architecture, SearchSpace};
 use crate::supernet::{
     accuracy, cosine_lr, smoothed_cross_entropy, ProxyGeometry, RmsProp, Supernet,
 };
-
-/// The deployment resolution at which T(α) is always computed.
-pub const DEPLOYMENT_RESOLUTION: u32 = 224;
 
 /// Everything that defines a search; written to `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,15 +179,6 @@ pub enum Stop {
     Interrupted,
 }
 
-/// Interruption: a flag set by Ctrl-C, or a step at which to stop (tests, time slicing).
-#[derive(Debug, Clone, Default)]
-pub struct Interrupt {
-    /// Set asynchronously (Ctrl-C handler).
-    pub flag: Arc<AtomicBool>,
-    /// Stop before running this step.
-    pub at_step: Option<usize>,
-}
-
 /// The result of [`start`] or [`resume`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -240,66 +230,11 @@ struct Session {
     order: EpochOrder,
 }
 
-/// Shuffled epochs over the training split, each a pure function of (seed, epoch).
-struct EpochOrder {
-    seed: u64,
-    n: usize,
-    cache: Option<(usize, Vec<usize>)>,
-}
-
-impl EpochOrder {
-    fn indices(&mut self, step: usize, batch: usize) -> Vec<usize> {
-        (0..batch)
-            .map(|j| {
-                let i = step * batch + j;
-                let (epoch, pos) = (i / self.n, i % self.n);
-                if self.cache.as_ref().is_none_or(|c| c.0 != epoch) {
-                    let mut perm: Vec<usize> = (0..self.n).collect();
-                    Rng::new(self.seed).fork(&format!("epoch/{epoch}")).shuffle(&mut perm);
-                    self.cache = Some((epoch, perm));
-                }
-                self.cache.as_ref().map_or(0, |c| c.1[pos])
-            })
-            .collect()
-    }
-}
-
-fn rng_for(seed: u64, what: &str, step: usize) -> Rng {
-    Rng::new(seed).fork(&format!("{what}/{step}"))
-}
-
-fn load_latency(cfg: &SearchConfig, space: &SearchSpace) -> Result<Box<dyn LatencyModel>> {
-    if cfg.latency == "pixel1" {
-        return load_model(&cfg.latency, space, DEPLOYMENT_RESOLUTION);
-    }
-    let table = latency_tables::LatencyTable::load(&cfg.latency).with_context(|| {
-        format!("loading latency model {:?} (expected `pixel1` or a table file)", cfg.latency)
-    })?;
-    // Fail before training, naming the keys of the space the table lacks.
-    let have: std::collections::BTreeSet<String> =
-        table.entries().map(|e| e.key.to_string()).collect();
-    let plan = space.plan(DEPLOYMENT_RESOLUTION);
-    let missing: Vec<String> =
-        plan.iter().map(|k| k.to_string()).filter(|k| !have.contains(k)).collect();
-    if !missing.is_empty() {
-        bail!(
-            "{}: the table lacks {} of the {} op keys of {} at {DEPLOYMENT_RESOLUTION}×{DEPLOYMENT_RESOLUTION} (first: {}); profile them with `tunas profile --space {}`",
-            cfg.latency,
-            missing.len(),
-            plan.len(),
-            space.name,
-            missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
-            space.name
-        );
-    }
-    Ok(Box::new(MeasuredTable::new(table, &cfg.latency, space.clone(), DEPLOYMENT_RESOLUTION)))
-}
-
 impl Session {
     fn new(cfg: SearchConfig, dir: RunDir) -> Result<Session> {
         cfg.check()?;
         let space = SearchSpace::by_name(&cfg.space)?;
-        let model = load_latency(&cfg, &space)?;
+        let model = load_latency(&cfg.latency, &space)?;
         let splits = data::load(&cfg.data)?;
         let (train, val) = splits.train.split_tail(cfg.validation_size)?;
         let batcher = Batcher::new(train.shape, splits.mean_std);
@@ -314,7 +249,7 @@ impl Session {
         let net = Supernet::new(&space, geometry, &mut init_rng, &device)?;
         let opt = RmsProp::new(net.vars())?;
         let controller = Controller::new(decision_infos(&space));
-        let order = EpochOrder { seed: cfg.seed, n: train.len(), cache: None };
+        let order = EpochOrder::new(cfg.seed, train.len());
         Ok(Session {
             cfg,
             dir,
@@ -398,69 +333,27 @@ impl Session {
     }
 
     fn save_checkpoint(&self) -> Result<()> {
-        let final_dir = self.dir.checkpoint();
-        let tmp = self.dir.file("checkpoint.new");
-        let old = self.dir.file("checkpoint.old");
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp)?;
-        }
-        fs::create_dir_all(&tmp)?;
-        let weights: HashMap<String, Tensor> = self
-            .net
-            .vars()
-            .data()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("poisoned var map"))?
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect();
-        candle_core::safetensors::save(&weights, tmp.join("weights.safetensors"))?;
-        candle_core::safetensors::save(&self.opt.state(), tmp.join("optimizer.safetensors"))?;
         let state = CheckpointState { step: self.step, controller: self.controller.clone() };
-        fs::write(tmp.join("state.json"), serde_json::to_string(&state)?)?;
-        if final_dir.exists() {
-            if old.exists() {
-                fs::remove_dir_all(&old)?;
-            }
-            fs::rename(&final_dir, &old)?;
-        }
-        fs::rename(&tmp, &final_dir)?;
-        if old.exists() {
-            fs::remove_dir_all(&old)?;
-        }
-        Ok(())
+        save_checkpoint(
+            &self.dir.path,
+            &var_tensors(self.net.vars())?,
+            &self.opt.state(),
+            &serde_json::to_string(&state)?,
+        )
     }
 
     fn load_checkpoint(&mut self) -> Result<()> {
-        let mut dir = self.dir.checkpoint();
-        if !dir.exists() && self.dir.file("checkpoint.old").exists() {
-            // Interrupted between the two renames of a save: the previous checkpoint is intact.
-            dir = self.dir.file("checkpoint.old");
-        }
-        let state_path = dir.join("state.json");
-        let text = fs::read_to_string(&state_path)
-            .with_context(|| format!("reading {}", state_path.display()))?;
-        let state: CheckpointState = serde_json::from_str(&text)
-            .with_context(|| format!("parsing {}", state_path.display()))?;
-        let wpath = dir.join("weights.safetensors");
-        let weights = candle_core::safetensors::load(&wpath, &self.device)
-            .with_context(|| format!("reading {}", wpath.display()))?;
-        let data = self.net.vars().data().lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-        for (name, var) in data.iter() {
-            let t = weights
-                .get(name)
-                .with_context(|| format!("{}: no weight {name}", wpath.display()))?;
-            var.set(t).with_context(|| format!("{}: weight {name}", wpath.display()))?;
-        }
-        drop(data);
-        let opath = dir.join("optimizer.safetensors");
-        let ostate = candle_core::safetensors::load(&opath, &self.device)
-            .with_context(|| format!("reading {}", opath.display()))?;
-        self.opt.load_state(&ostate).with_context(|| format!("{}", opath.display()))?;
+        let ck = load_checkpoint(&self.dir.path, &self.device)?;
+        let state: CheckpointState = serde_json::from_str(&ck.state)
+            .with_context(|| format!("parsing {}", ck.state_path.display()))?;
+        set_vars(self.net.vars(), &ck.weights, &ck.weights_path)?;
+        self.opt
+            .load_state(&ck.optimizer)
+            .with_context(|| format!("{}", ck.weights_path.display()))?;
         if state.controller.decisions != self.controller.decisions {
             bail!(
                 "{}: the controller does not match the space {}",
-                state_path.display(),
+                ck.state_path.display(),
                 self.space.name
             );
         }
@@ -483,7 +376,7 @@ impl Session {
         );
         let mut last_saved = self.step;
         while self.step < self.cfg.steps {
-            if interrupt.flag.load(Ordering::SeqCst) || interrupt.at_step == Some(self.step) {
+            if interrupt.due(self.step) {
                 self.save_checkpoint()?;
                 eprintln!(
                     "search: interrupted; checkpoint at step {} in {} (continue with `tunas search --resume {}`)",
@@ -639,13 +532,6 @@ pub fn evaluate_one_shot(
     Ok(hits / set.len().max(1) as f64)
 }
 
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
-}
-
 /// Reads `steps.jsonl`; a malformed line is an error naming the file and line.
 pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>> {
     let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -665,14 +551,7 @@ pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>> {
 
 /// Starts a new run in `dir` (which must not exist or be empty).
 pub fn start(cfg: SearchConfig, dir: &Path, interrupt: &Interrupt) -> Result<Outcome> {
-    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
-        bail!(
-            "{}: the run directory is not empty; continue it with `tunas search --resume {}` or choose another --out",
-            dir.display(),
-            dir.display()
-        );
-    }
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_run_dir(dir, "tunas search --resume")?;
     let run = RunDir { path: dir.into() };
     write_atomic(&run.file("config.json"), &serde_json::to_string_pretty(&cfg)?)?;
     let mut session = Session::new(cfg, run)?;

@@ -8,7 +8,7 @@ mod plain;
 
 pub use net::{proxy_strides, Forward, ProxyGeometry, Selection, Supernet, BN_EPS};
 pub use optim::{cosine_lr, RmsProp};
-pub use plain::{plain_forward, PlainLayer};
+pub use plain::{forward_with, plain_forward, NativeOps, PlainLayer, PlainOps};
 
 use candle_core::{DType, Result, Tensor, D};
 

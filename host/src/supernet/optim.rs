@@ -50,7 +50,11 @@ impl RmsProp {
     /// One update with learning rate `lr`. Variables without a gradient are left alone.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         for (name, var) in &self.vars {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            // A variable's gradient is not detached by Candle (only intermediate nodes' are):
+            // when the variable feeds an op directly, its gradient still references the forward
+            // graph, and keeping it in the slots would keep every step's graph alive.
+            let Some(g) = grads.get(var.as_tensor()).map(Tensor::detach) else { continue };
+            let g = &g;
             let (Some(ms), Some(mom)) = (self.ms.get_mut(name), self.mom.get_mut(name)) else {
                 continue;
             };

@@ -82,14 +82,53 @@ pub enum PlainLayer {
     },
 }
 
-fn batch_norm(x: &Tensor, (g, b): &(Tensor, Tensor), eps: f64) -> Result<Tensor> {
-    let c = x.dim(1)?;
-    let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-    let xc = x.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-    xc.broadcast_div(&(var + eps)?.sqrt()?)?
-        .broadcast_mul(&g.reshape((1, c, 1, 1))?)?
-        .broadcast_add(&b.reshape((1, c, 1, 1))?)
+/// The convolutions and batch norms a plain network is made of. [`NativeOps`] is Candle's own
+/// ops with batch statistics (the independent reference); the stand-alone trainer plugs in the
+/// fast custom ops with stateful BN. Batch norms are called in [`PlainLayer::bn_parts`] order.
+pub trait PlainOps {
+    /// Full k×k convolution, TF SAME padding: w `[Cout, Cin, K, K]`.
+    fn conv(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor>;
+    /// Depthwise convolution, TF SAME padding: w `[C, K, K]`.
+    fn depthwise(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor>;
+    /// 1×1 convolution: w `[Cout, Cin]`.
+    fn pointwise(&mut self, x: &Tensor, w: &Tensor) -> Result<Tensor>;
+    /// Batch norm with (γ, β).
+    fn bn(&mut self, x: &Tensor, bn: &(Tensor, Tensor)) -> Result<Tensor>;
+}
+
+/// Candle's native ops: grouped `conv2d` for depthwise, `conv2d` for 1×1, BN from basic tensor
+/// ops with the batch's statistics.
+#[derive(Debug, Clone, Copy)]
+pub struct NativeOps {
+    /// BN ε.
+    pub eps: f64,
+}
+
+impl PlainOps for NativeOps {
+    fn conv(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+        let k = w.dim(2)?;
+        pad_same(x, k, stride)?.conv2d(w, 0, stride, 1, 1)
+    }
+
+    fn depthwise(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+        let (c, k, _) = w.dims3()?;
+        pad_same(x, k, stride)?.conv2d(&w.reshape((c, 1, k, k))?, 0, stride, 1, c)
+    }
+
+    fn pointwise(&mut self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let (co, ci) = w.dims2()?;
+        x.conv2d(&w.reshape((co, ci, 1, 1))?, 0, 1, 1, 1)
+    }
+
+    fn bn(&mut self, x: &Tensor, (g, b): &(Tensor, Tensor)) -> Result<Tensor> {
+        let c = x.dim(1)?;
+        let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+        xc.broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .broadcast_mul(&g.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&b.reshape((1, c, 1, 1))?)
+    }
 }
 
 fn act(x: &Tensor, a: Activation) -> Result<Tensor> {
@@ -100,30 +139,24 @@ fn act(x: &Tensor, a: Activation) -> Result<Tensor> {
     }
 }
 
-fn pointwise(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let (co, ci) = w.dims2()?;
-    x.conv2d(&w.reshape((co, ci, 1, 1))?, 0, 1, 1, 1)
-}
-
-fn depthwise(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-    let (c, k, _) = w.dims3()?;
-    pad_same(x, k, stride)?.conv2d(&w.reshape((c, 1, k, k))?, 0, stride, 1, c)
-}
-
 fn pool(x: &Tensor) -> Result<Tensor> {
     x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)
 }
 
 /// Forward pass with Candle's native ops and batch statistics in every BN: logits `[N, classes]`.
 pub fn plain_forward(layers: &[PlainLayer], x: &Tensor, eps: f64) -> Result<Tensor> {
+    forward_with(layers, x, &mut NativeOps { eps })
+}
+
+/// Forward pass with the given ops: logits `[N, classes]`.
+pub fn forward_with(layers: &[PlainLayer], x: &Tensor, ops: &mut dyn PlainOps) -> Result<Tensor> {
     let mut x = x.clone();
     let mut pooled = false;
     for layer in layers {
         x = match layer {
             PlainLayer::Conv { weight, bn, stride, act: a } => {
-                let k = weight.dim(2)?;
-                let y = pad_same(&x, k, *stride)?.conv2d(weight, 0, *stride, 1, 1)?;
-                act(&batch_norm(&y, bn, eps)?, *a)?
+                let y = ops.conv(&x, weight, *stride)?;
+                act(&ops.bn(&y, bn)?, *a)?
             }
             PlainLayer::Sep {
                 depthwise: dw,
@@ -134,8 +167,10 @@ pub fn plain_forward(layers: &[PlainLayer], x: &Tensor, eps: f64) -> Result<Tens
                 proj_bn,
                 residual,
             } => {
-                let h = act(&batch_norm(&depthwise(&x, dw, *stride)?, dw_bn, eps)?, *a)?;
-                let y = batch_norm(&pointwise(&h, project)?, proj_bn, eps)?;
+                let h = ops.depthwise(&x, dw, *stride)?;
+                let h = act(&ops.bn(&h, dw_bn)?, *a)?;
+                let y = ops.pointwise(&h, project)?;
+                let y = ops.bn(&y, proj_bn)?;
                 if *residual {
                     (&x + y)?
                 } else {
@@ -154,17 +189,22 @@ pub fn plain_forward(layers: &[PlainLayer], x: &Tensor, eps: f64) -> Result<Tens
                 proj_bn,
                 residual,
             } => {
-                let h = act(&batch_norm(&pointwise(&x, expand)?, expand_bn, eps)?, *a)?;
-                let mut h = act(&batch_norm(&depthwise(&h, dw, *stride)?, dw_bn, eps)?, *a)?;
+                let h = ops.pointwise(&x, expand)?;
+                let h = act(&ops.bn(&h, expand_bn)?, *a)?;
+                let h = ops.depthwise(&h, dw, *stride)?;
+                let mut h = act(&ops.bn(&h, dw_bn)?, *a)?;
                 if let Some((w1, b1, w2, b2)) = se {
                     let (hc, ec) = w1.dims2()?;
-                    let z =
-                        pointwise(&pool(&h)?, w1)?.broadcast_add(&b1.reshape((1, hc, 1, 1))?)?;
-                    let gate =
-                        pointwise(&z.relu()?, w2)?.broadcast_add(&b2.reshape((1, ec, 1, 1))?)?;
+                    let z = ops
+                        .pointwise(&pool(&h)?, w1)?
+                        .broadcast_add(&b1.reshape((1, hc, 1, 1))?)?;
+                    let gate = ops
+                        .pointwise(&z.relu()?, w2)?
+                        .broadcast_add(&b2.reshape((1, ec, 1, 1))?)?;
                     h = h.broadcast_mul(&candle_nn::ops::sigmoid(&gate)?)?;
                 }
-                let y = batch_norm(&pointwise(&h, project)?, proj_bn, eps)?;
+                let y = ops.pointwise(&h, project)?;
+                let y = ops.bn(&y, proj_bn)?;
                 if *residual {
                     (&x + y)?
                 } else {
@@ -172,7 +212,8 @@ pub fn plain_forward(layers: &[PlainLayer], x: &Tensor, eps: f64) -> Result<Tens
                 }
             }
             PlainLayer::Head { weight, bn, act: a, pool: p } => {
-                let y = act(&batch_norm(&pointwise(&x, weight)?, bn, eps)?, *a)?;
+                let y = ops.pointwise(&x, weight)?;
+                let y = act(&ops.bn(&y, bn)?, *a)?;
                 if *p {
                     pooled = true;
                     pool(&y)?
@@ -187,4 +228,98 @@ pub fn plain_forward(layers: &[PlainLayer], x: &Tensor, eps: f64) -> Result<Tens
         };
     }
     candle_core::bail!("plain network without a classifier")
+}
+
+type TensorFn<'a> = dyn FnMut(&str, &Tensor) -> Result<Tensor> + 'a;
+
+fn map_bn(f: &mut TensorFn, part: &str, (g, b): &(Tensor, Tensor)) -> Result<(Tensor, Tensor)> {
+    Ok((f(&format!("{part}.bn.gamma"), g)?, f(&format!("{part}.bn.beta"), b)?))
+}
+
+impl PlainLayer {
+    /// The same layer with every tensor replaced by `f(name, tensor)`; names are the layer's
+    /// parts: `conv.weight`, `dw.weight`, `dw.bn.gamma`, `se_reduce.bias`, `fc.weight`, …
+    /// (the ONNX builder's part names), visited in a fixed order.
+    pub fn map(&self, f: &mut TensorFn) -> Result<PlainLayer> {
+        Ok(match self {
+            PlainLayer::Conv { weight, bn, stride, act } => PlainLayer::Conv {
+                weight: f("conv.weight", weight)?,
+                bn: map_bn(f, "conv", bn)?,
+                stride: *stride,
+                act: *act,
+            },
+            PlainLayer::Sep { depthwise, dw_bn, stride, act, project, proj_bn, residual } => {
+                PlainLayer::Sep {
+                    depthwise: f("dw.weight", depthwise)?,
+                    dw_bn: map_bn(f, "dw", dw_bn)?,
+                    stride: *stride,
+                    act: *act,
+                    project: f("pw.weight", project)?,
+                    proj_bn: map_bn(f, "pw", proj_bn)?,
+                    residual: *residual,
+                }
+            }
+            PlainLayer::Bottleneck {
+                expand,
+                expand_bn,
+                depthwise,
+                dw_bn,
+                stride,
+                act,
+                se,
+                project,
+                proj_bn,
+                residual,
+            } => PlainLayer::Bottleneck {
+                expand: f("expand.weight", expand)?,
+                expand_bn: map_bn(f, "expand", expand_bn)?,
+                depthwise: f("dw.weight", depthwise)?,
+                dw_bn: map_bn(f, "dw", dw_bn)?,
+                stride: *stride,
+                act: *act,
+                se: match se {
+                    Some((w1, b1, w2, b2)) => Some((
+                        f("se_reduce.weight", w1)?,
+                        f("se_reduce.bias", b1)?,
+                        f("se_expand.weight", w2)?,
+                        f("se_expand.bias", b2)?,
+                    )),
+                    None => None,
+                },
+                project: f("project.weight", project)?,
+                proj_bn: map_bn(f, "project", proj_bn)?,
+                residual: *residual,
+            },
+            PlainLayer::Head { weight, bn, act, pool } => PlainLayer::Head {
+                weight: f("conv.weight", weight)?,
+                bn: map_bn(f, "conv", bn)?,
+                act: *act,
+                pool: *pool,
+            },
+            PlainLayer::Classifier { weight, bias } => PlainLayer::Classifier {
+                weight: f("fc.weight", weight)?,
+                bias: f("fc.bias", bias)?,
+            },
+        })
+    }
+
+    /// Every tensor with its part name, in [`PlainLayer::map`] order.
+    pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        self.map(&mut |name, t| {
+            out.push((name.to_string(), t.clone()));
+            Ok(t.clone())
+        })?;
+        Ok(out)
+    }
+
+    /// The parts that end in a batch norm, in the order a forward pass calls them.
+    pub fn bn_parts(&self) -> &'static [&'static str] {
+        match self {
+            PlainLayer::Conv { .. } | PlainLayer::Head { .. } => &["conv"],
+            PlainLayer::Sep { .. } => &["dw", "pw"],
+            PlainLayer::Bottleneck { .. } => &["expand", "dw", "project"],
+            PlainLayer::Classifier { .. } => &[],
+        }
+    }
 }

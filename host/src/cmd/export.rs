@@ -1,0 +1,217 @@
+//! `tunas export`: a trained network as ONNX, checked against Candle.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::data::{Batcher, Dataset};
+use crate::runs::{load_latency, read_json, write_atomic, DEPLOYMENT_RESOLUTION};
+use crate::space::SearchSpace;
+use crate::train::export::{compare_keys, export_onnx};
+use crate::train::{load_network, TrainConfig};
+
+/// Arguments of `tunas export`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["run", "weights"])))]
+pub struct Cmd {
+    /// A training run directory (`tunas train`, or a random search's or comparison's).
+    #[arg(long)]
+    run: Option<PathBuf>,
+    /// Weights instead of a run: a `weights.safetensors`, a checkpoint or a run directory;
+    /// needs --arch.
+    #[arg(long, requires = "arch")]
+    weights: Option<PathBuf>,
+    /// The architecture of --weights (index string, JSON, file or reference name).
+    #[arg(long)]
+    arch: Option<String>,
+    /// Search space of --arch.
+    #[arg(long, default_value = "proxylessnas")]
+    space: String,
+    /// Data the weights were trained on (input shape, classes, normalisation) with --weights.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// Channel multiplier the weights were trained at, with --weights.
+    #[arg(long, default_value_t = 0.25)]
+    width_multiplier: f64,
+    /// Latency model whose op keys the exported network is checked against [default: the
+    /// run's, or pixel1].
+    #[arg(long)]
+    latency: Option<String>,
+    /// Where to write the ONNX model (a report goes next to it as .json, the check data in
+    /// a .check/ folder).
+    #[arg(long)]
+    out: PathBuf,
+    /// Test images to compare Candle's logits with tract's on (and onnxruntime's, by
+    /// `scripts/check_export.py`).
+    #[arg(long, default_value_t = 100)]
+    check_images: usize,
+    /// The device agent that runs the tract check [default: `device-agent` next to `tunas`].
+    #[arg(long)]
+    agent: Option<PathBuf>,
+}
+
+fn write_f32(path: &Path, v: &[f32]) -> Result<()> {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+fn read_f32(path: &Path) -> Result<Vec<f32>> {
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+/// Max |a − b| and the number of rows whose argmax differs.
+pub fn agreement(a: &[f32], b: &[f32], classes: usize) -> (f64, usize) {
+    let max = a.iter().zip(b).fold(0f64, |m, (x, y)| m.max(f64::from((x - y).abs())));
+    let argmax = |r: &[f32]| {
+        r.iter().enumerate().fold(0, |best, (i, &v)| if v > r[best] { i } else { best })
+    };
+    let differ =
+        a.chunks(classes).zip(b.chunks(classes)).filter(|(x, y)| argmax(x) != argmax(y)).count();
+    (max, differ)
+}
+
+impl Cmd {
+    fn source(&self) -> Result<(TrainConfig, PathBuf)> {
+        match (&self.run, &self.weights) {
+            (Some(run), _) => {
+                let cfg: TrainConfig = read_json(&run.join("config.json")).with_context(|| {
+                    format!(
+                        "{}: not a training run (a search run's architecture is trained with `tunas train --arch @{}` first)",
+                        run.display(),
+                        run.display()
+                    )
+                })?;
+                Ok((cfg, run.clone()))
+            }
+            (None, Some(w)) => {
+                let space = SearchSpace::by_name(&self.space)?;
+                let text = super::train::arch_text(self.arch.as_deref().unwrap_or_default())?;
+                let arch = space.parse_arch(&text)?;
+                let mut cfg = TrainConfig::new(space.name, &arch.to_string());
+                cfg.data = self.data.clone();
+                cfg.width_multiplier = self.width_multiplier;
+                Ok((cfg, w.clone()))
+            }
+            (None, None) => bail!("give --run or --weights"),
+        }
+    }
+
+    /// Exports; prints the report (JSON) on stdout. Exit 1 when a check fails.
+    pub fn run(self) -> Result<i32> {
+        let (cfg, weights) = self.source()?;
+        let (net, splits, batcher) = load_network(&cfg, &weights)?;
+        let (bytes, proxy) = export_onnx(&net)?;
+        std::fs::write(&self.out, &bytes)
+            .with_context(|| format!("writing {}", self.out.display()))?;
+
+        // Op keys: the exported network against the deployment network the latency model priced.
+        let space = SearchSpace::by_name(&cfg.space)?;
+        let arch = space.parse_arch(&cfg.arch)?;
+        let latency = self.latency.clone().unwrap_or_else(|| cfg.latency.clone());
+        let model = load_latency(&latency, &space)?;
+        let deployment = space.resolve(&arch, DEPLOYMENT_RESOLUTION).network;
+        let g = net.geometry().clone();
+        let key_mismatches = compare_keys(&proxy, &deployment, &|c| g.channels(c));
+        let mut failed = !key_mismatches.is_empty();
+
+        // Candle's logits on the first test images.
+        let n = self.check_images.min(splits.test.len());
+        let check = self.out.with_extension("check");
+        std::fs::create_dir_all(&check).with_context(|| format!("creating {}", check.display()))?;
+        let idx: Vec<usize> = (0..n).collect();
+        let (x, y) = Batcher::batch(&batcher, &splits.test, &idx, None, &candle_core::Device::Cpu)?;
+        let logits = net.forward_eval(&x)?;
+        let classes = logits.dim(1)?;
+        write_f32(&check.join("input.f32"), &x.flatten_all()?.to_vec1::<f32>()?)?;
+        let candle = logits.flatten_all()?.to_vec1::<f32>()?;
+        write_f32(&check.join("candle.f32"), &candle)?;
+        let labels = y.to_vec1::<u32>()?;
+        let candle_acc = crate::supernet::accuracy(&logits, &y)?;
+
+        // tract, through the device agent.
+        let agent = self.agent.clone().or_else(|| {
+            let p = std::env::current_exe().ok()?.parent()?.join("device-agent");
+            p.exists().then_some(p)
+        });
+        let tract = match agent {
+            Some(agent) => {
+                let out = check.join("tract.f32");
+                let o = Command::new(&agent)
+                    .arg("infer")
+                    .arg(&self.out)
+                    .arg("--input")
+                    .arg(check.join("input.f32"))
+                    .arg("--output")
+                    .arg(&out)
+                    .arg("--count")
+                    .arg(n.to_string())
+                    .output()
+                    .with_context(|| format!("running {}", agent.display()))?;
+                if !o.status.success() {
+                    bail!(
+                        "{} infer failed: {}",
+                        agent.display(),
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                }
+                let t = read_f32(&out)?;
+                if t.len() != candle.len() {
+                    bail!("tract gave {} values, Candle {}", t.len(), candle.len());
+                }
+                let (max, differ) = agreement(&t, &candle, classes);
+                failed |= max > 1e-3 || differ > 0;
+                serde_json::json!({"max_abs_diff": max, "top1_differs": differ, "agent": agent})
+            }
+            None => {
+                eprintln!("export: no device-agent next to tunas (build it, or give --agent); the tract check is skipped");
+                serde_json::Value::Null
+            }
+        };
+        let report = serde_json::json!({
+            "model": self.out,
+            "space": cfg.space,
+            "arch": cfg.arch,
+            "input": [1, g.in_channels, g.input_hw, g.input_hw],
+            "classes": classes,
+            "bytes": bytes.len(),
+            "latency_model": model.describe(),
+            "latency_ms": model.latency_ms(&arch)?,
+            "exported_keys": proxy.layers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            "priced_keys": deployment.layers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            "key_mismatches": key_mismatches,
+            "check": {
+                "images": n,
+                "input": check.join("input.f32"),
+                "candle_logits": check.join("candle.f32"),
+                "labels": labels,
+                "candle_accuracy": candle_acc,
+                "tract": tract,
+            },
+        });
+        write_atomic(&self.out.with_extension("json"), &serde_json::to_string_pretty(&report)?)?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        eprintln!(
+            "export: {} ({} layers, {} bytes); op keys {}; tract {}",
+            self.out.display(),
+            proxy.layers.len(),
+            bytes.len(),
+            if report["key_mismatches"].as_array().is_some_and(|a| a.is_empty()) {
+                "match the latency model's".to_string()
+            } else {
+                "DO NOT match (see key_mismatches)".to_string()
+            },
+            match &report["check"]["tract"] {
+                serde_json::Value::Null => "not checked".to_string(),
+                t => format!(
+                    "max |Δ| {:.2e}, top-1 differs on {} of {n}",
+                    t["max_abs_diff"].as_f64().unwrap_or(f64::NAN),
+                    t["top1_differs"]
+                ),
+            }
+        );
+        Ok(if failed { 1 } else { 0 })
+    }
+}

@@ -1,0 +1,135 @@
+//! `tunas random-search`: the random-search baseline near a latency target.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::data::Dataset;
+use crate::runs::read_json;
+use crate::search::Stop;
+use crate::space::SearchSpace;
+use crate::train::random::{self, RandomConfig};
+use crate::train::TrainConfig;
+
+/// Arguments of `tunas random-search`.
+#[derive(Debug, Args)]
+pub struct Cmd {
+    /// Search space.
+    #[arg(long, default_value = "proxylessnas")]
+    space: String,
+    /// Latency model: `pixel1` (the paper's) or a measured table file.
+    #[arg(long, default_value = "pixel1")]
+    latency: String,
+    /// Latency target T0 in ms [default: the paper's target for the space].
+    #[arg(long)]
+    target_ms: Option<f64>,
+    /// Accept architectures with |T(α) − T0| ≤ this (ms).
+    #[arg(long, default_value_t = 1.0)]
+    tolerance_ms: f64,
+    /// Architectures to accept and train.
+    #[arg(long, default_value_t = 20)]
+    n: usize,
+    /// Give up after this many draws.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_draws: usize,
+    /// Training length of each candidate in epochs.
+    #[arg(long, default_value_t = 1.0, conflicts_with = "steps")]
+    epochs: f64,
+    /// Training length of each candidate in steps instead of epochs.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Channel multiplier.
+    #[arg(long, default_value_t = 0.25)]
+    width_multiplier: f64,
+    /// Seed of the draws and of every candidate's training.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Data: `fashion-mnist` (embedded subset) or a directory of IDX or CIFAR-10 binary files.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// Images held out of the training split for validation.
+    #[arg(long, default_value_t = 2000)]
+    validation_size: usize,
+    /// Trainings run at a time (they share the machine's cores).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Run directory [default: `runs/random-SPACE-seedN`, with -2, -3 … when taken].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the random search in this directory.
+    #[arg(long, conflicts_with_all = ["out", "steps", "seed", "n"])]
+    resume: Option<PathBuf>,
+}
+
+impl Cmd {
+    fn config(&self) -> Result<RandomConfig> {
+        let space = SearchSpace::by_name(&self.space)?;
+        let mut train = TrainConfig::new(space.name, "");
+        train.latency = self.latency.clone();
+        train.data = self.data.clone();
+        train.validation_size = self.validation_size;
+        train.width_multiplier = self.width_multiplier;
+        train.batch_size = self.batch_size;
+        train.seed = self.seed;
+        train.lr = 0.165 * self.batch_size as f64 / 256.0;
+        train.steps = match self.steps {
+            Some(s) => s,
+            None => {
+                let n =
+                    crate::data::load(&self.data)?.train.len().saturating_sub(self.validation_size);
+                train.steps_for_epochs(self.epochs, n)
+            }
+        };
+        if !(self.tolerance_ms > 0.0) || self.n == 0 {
+            anyhow::bail!("--tolerance-ms and --n must be positive");
+        }
+        Ok(RandomConfig {
+            target_ms: self.target_ms.unwrap_or(space.default_target_ms),
+            tolerance_ms: self.tolerance_ms,
+            n: self.n,
+            max_draws: self.max_draws,
+            seed: self.seed,
+            train,
+        })
+    }
+
+    /// Runs; prints `result.json` on stdout.
+    pub fn run(self) -> Result<i32> {
+        let interrupt = super::interrupt("random search", None)?;
+        let (cfg, dir) = match &self.resume {
+            Some(dir) => (read_json::<RandomConfig>(&dir.join("config.json"))?, dir.clone()),
+            None => {
+                let cfg = self.config()?;
+                let dir = self.out.clone().unwrap_or_else(|| {
+                    crate::runs::fresh_dir(&format!("random-{}-seed{}", cfg.train.space, cfg.seed))
+                });
+                (cfg, dir)
+            }
+        };
+        let outcome = random::run(&cfg, &dir, self.jobs, &interrupt)?;
+        match (outcome.stop, outcome.result) {
+            (Stop::Finished, Some(r)) => {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                let b = &r.best_result;
+                eprintln!(
+                    "random search: done in {}: best of {} is #{} {} — validation {:.2}%, test {:.2}%, T(α) = {:.2} ms; acceptance {:.2}% of {} draws",
+                    dir.display(),
+                    r.candidates.len(),
+                    r.best,
+                    b.arch,
+                    100.0 * b.validation_accuracy,
+                    100.0 * b.test_accuracy,
+                    b.latency_ms,
+                    100.0 * r.acceptance_rate,
+                    r.draws
+                );
+                Ok(0)
+            }
+            _ => Ok(130),
+        }
+    }
+}

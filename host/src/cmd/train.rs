@@ -1,0 +1,133 @@
+//! `tunas train`: stand-alone training of one architecture at its selected widths.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::data::Dataset;
+use crate::search::Stop;
+use crate::space::SearchSpace;
+use crate::train::{self, TrainConfig};
+
+/// Arguments of `tunas train`.
+#[derive(Debug, Args)]
+pub struct Cmd {
+    /// Search space.
+    #[arg(long, default_value = "proxylessnas")]
+    space: String,
+    /// Architecture: index string, JSON, file, or a reference name (`tunas space show`); or
+    /// `@RUN_DIR` for the architecture a search run found.
+    #[arg(long, required_unless_present = "resume")]
+    arch: Option<String>,
+    /// Latency model used to report T(α): `pixel1` or a measured table file.
+    #[arg(long, default_value = "pixel1")]
+    latency: String,
+    /// Training length in epochs of the training split.
+    #[arg(long, default_value_t = 3.0, conflicts_with = "steps")]
+    epochs: f64,
+    /// Training length in steps instead of epochs.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Channel multiplier (as the search's proxy).
+    #[arg(long, default_value_t = 0.25)]
+    width_multiplier: f64,
+    /// Seed of the weights, the data order and the flips.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Data: `fashion-mnist` (embedded subset) or a directory of IDX or CIFAR-10 binary files.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// Images held out of the training split for validation.
+    #[arg(long, default_value_t = 2000)]
+    validation_size: usize,
+    /// Peak learning rate [default: 0.165·batch/256, the reference's].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: usize,
+    /// Run directory [default: `runs/train-SPACE-seedN`, with -2, -3 … when taken].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the training in this directory from its last checkpoint.
+    #[arg(long, conflicts_with_all = ["out", "arch", "steps", "seed"])]
+    resume: Option<PathBuf>,
+    /// Stop (with a checkpoint) before this step; `--resume` continues.
+    #[arg(long, hide = true)]
+    stop_at: Option<usize>,
+}
+
+/// The architecture text of `--arch`: `@DIR` reads a search run's `architecture.txt`.
+pub fn arch_text(arg: &str) -> Result<String> {
+    match arg.strip_prefix('@') {
+        Some(dir) => {
+            let path = PathBuf::from(dir).join("architecture.txt");
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!("{}: {e} (is {dir} a finished search run?)", path.display())
+            })?;
+            Ok(text.trim().to_string())
+        }
+        None => Ok(arg.to_string()),
+    }
+}
+
+impl Cmd {
+    fn config(&self) -> Result<TrainConfig> {
+        let space = SearchSpace::by_name(&self.space)?;
+        let text = arch_text(self.arch.as_deref().unwrap_or_default())?;
+        let arch = space.parse_arch(&text)?;
+        let mut cfg = TrainConfig::new(space.name, &arch.to_string());
+        cfg.latency = self.latency.clone();
+        cfg.data = self.data.clone();
+        cfg.validation_size = self.validation_size;
+        cfg.width_multiplier = self.width_multiplier;
+        cfg.batch_size = self.batch_size;
+        cfg.seed = self.seed;
+        cfg.checkpoint_every = self.checkpoint_every;
+        cfg.lr = self.lr.unwrap_or(0.165 * self.batch_size as f64 / 256.0);
+        cfg.steps = match self.steps {
+            Some(s) => s,
+            None => {
+                let n =
+                    crate::data::load(&self.data)?.train.len().saturating_sub(self.validation_size);
+                cfg.steps_for_epochs(self.epochs, n)
+            }
+        };
+        Ok(cfg)
+    }
+
+    /// Trains; prints `result.json` on stdout.
+    pub fn run(self) -> Result<i32> {
+        let interrupt = super::interrupt("train", self.stop_at)?;
+        let (outcome, dir) = match &self.resume {
+            Some(dir) => (train::resume(dir, &interrupt)?, dir.clone()),
+            None => {
+                let cfg = self.config()?;
+                let dir = self.out.clone().unwrap_or_else(|| {
+                    crate::runs::fresh_dir(&format!("train-{}-seed{}", cfg.space, cfg.seed))
+                });
+                (train::start(cfg, &dir, &interrupt)?, dir)
+            }
+        };
+        match (outcome.stop, outcome.result) {
+            (Stop::Finished, Some(r)) => {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                eprintln!(
+                    "train: done in {}: validation {:.2}%, test {:.2}% ({} steps, {:.0} s), T(α) = {:.2} ms",
+                    dir.display(),
+                    100.0 * r.validation_accuracy,
+                    100.0 * r.test_accuracy,
+                    r.steps,
+                    r.train_seconds,
+                    r.latency_ms
+                );
+                Ok(0)
+            }
+            _ => Ok(130),
+        }
+    }
+}

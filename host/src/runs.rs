@@ -1,0 +1,227 @@
+//! What every run directory shares (search, stand-alone training, random search, comparison):
+//! atomic writes, checkpoints swapped in by renames, deterministic epoch orders and draws, the
+//! latency model of a run, and the empty-directory rule.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+
+use crate::latency::{load_model, LatencyModel, MeasuredTable};
+use crate::rng::Rng;
+use crate::space::SearchSpace;
+
+/// The deployment resolution at which T(α) is always computed.
+pub const DEPLOYMENT_RESOLUTION: u32 = 224;
+
+/// Interruption: a flag set by Ctrl-C, or a step at which to stop (tests, time slicing).
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt {
+    /// Set asynchronously (Ctrl-C handler).
+    pub flag: Arc<AtomicBool>,
+    /// Stop before running this step.
+    pub at_step: Option<usize>,
+}
+
+impl Interrupt {
+    /// True when the flag is set or `step` is the stop step.
+    pub fn due(&self, step: usize) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::SeqCst) || self.at_step == Some(step)
+    }
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads and parses a JSON file, naming the file in any error.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Creates `dir` for a new run; refuses a non-empty one, naming the resume command.
+pub fn create_run_dir(dir: &Path, resume_hint: &str) -> Result<()> {
+    if dir.exists() && fs::read_dir(dir)?.next().is_some() {
+        bail!(
+            "{}: the run directory is not empty; continue it with `{resume_hint} {}` or choose another --out",
+            dir.display(),
+            dir.display()
+        );
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+/// The first of `runs/PREFIX`, `runs/PREFIX-2`, … that does not exist.
+pub fn fresh_dir(prefix: &str) -> PathBuf {
+    let base = PathBuf::from("runs").join(prefix);
+    let mut dir = base.clone();
+    let mut n = 2;
+    while dir.exists() {
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+        n += 1;
+    }
+    dir
+}
+
+/// A random stream that is a pure function of (seed, purpose, step): runs resume exactly with
+/// no RNG state in their checkpoints.
+pub fn rng_for(seed: u64, what: &str, step: usize) -> Rng {
+    Rng::new(seed).fork(&format!("{what}/{step}"))
+}
+
+/// Shuffled epochs over a training split, each a pure function of (seed, epoch).
+#[derive(Debug)]
+pub struct EpochOrder {
+    seed: u64,
+    n: usize,
+    cache: Option<(usize, Vec<usize>)>,
+}
+
+impl EpochOrder {
+    /// Epochs over `n` images.
+    pub fn new(seed: u64, n: usize) -> EpochOrder {
+        EpochOrder { seed, n, cache: None }
+    }
+
+    /// The image indices of batch `step`.
+    pub fn indices(&mut self, step: usize, batch: usize) -> Vec<usize> {
+        (0..batch)
+            .map(|j| {
+                let i = step * batch + j;
+                let (epoch, pos) = (i / self.n, i % self.n);
+                if self.cache.as_ref().is_none_or(|c| c.0 != epoch) {
+                    let mut perm: Vec<usize> = (0..self.n).collect();
+                    Rng::new(self.seed).fork(&format!("epoch/{epoch}")).shuffle(&mut perm);
+                    self.cache = Some((epoch, perm));
+                }
+                self.cache.as_ref().map_or(0, |c| c.1[pos])
+            })
+            .collect()
+    }
+}
+
+/// The latency model of a run: `pixel1` or a table file, which must cover every op key of the
+/// space at the deployment resolution (checked before any training, naming the missing keys).
+pub fn load_latency(latency: &str, space: &SearchSpace) -> Result<Box<dyn LatencyModel>> {
+    if latency == "pixel1" {
+        return load_model(latency, space, DEPLOYMENT_RESOLUTION);
+    }
+    let table = latency_tables::LatencyTable::load(latency).with_context(|| {
+        format!("loading latency model {latency:?} (expected `pixel1` or a table file)")
+    })?;
+    let have: std::collections::BTreeSet<String> =
+        table.entries().map(|e| e.key.to_string()).collect();
+    let plan = space.plan(DEPLOYMENT_RESOLUTION);
+    let missing: Vec<String> =
+        plan.iter().map(|k| k.to_string()).filter(|k| !have.contains(k)).collect();
+    if !missing.is_empty() {
+        bail!(
+            "{latency}: the table lacks {} of the {} op keys of {} at {DEPLOYMENT_RESOLUTION}×{DEPLOYMENT_RESOLUTION} (first: {}); profile them with `tunas profile --space {}`",
+            missing.len(),
+            plan.len(),
+            space.name,
+            missing.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            space.name
+        );
+    }
+    Ok(Box::new(MeasuredTable::new(table, latency, space.clone(), DEPLOYMENT_RESOLUTION)))
+}
+
+/// A checkpoint: named weights, optimiser slots and a JSON state.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// Weights by name.
+    pub weights: HashMap<String, Tensor>,
+    /// Optimiser slots by name.
+    pub optimizer: HashMap<String, Tensor>,
+    /// The state file's text.
+    pub state: String,
+    /// Where the state was read from (for error messages).
+    pub state_path: PathBuf,
+    /// Where the weights were read from (for error messages).
+    pub weights_path: PathBuf,
+}
+
+/// Saves a checkpoint into `run/checkpoint` through `checkpoint.new` and renames; a crash at
+/// any point leaves either the new or the previous checkpoint (`checkpoint.old`) whole.
+pub fn save_checkpoint(
+    run: &Path,
+    weights: &HashMap<String, Tensor>,
+    optimizer: &HashMap<String, Tensor>,
+    state: &str,
+) -> Result<()> {
+    let final_dir = run.join("checkpoint");
+    let tmp = run.join("checkpoint.new");
+    let old = run.join("checkpoint.old");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    fs::create_dir_all(&tmp)?;
+    candle_core::safetensors::save(weights, tmp.join("weights.safetensors"))?;
+    candle_core::safetensors::save(optimizer, tmp.join("optimizer.safetensors"))?;
+    fs::write(tmp.join("state.json"), state)?;
+    if final_dir.exists() {
+        if old.exists() {
+            fs::remove_dir_all(&old)?;
+        }
+        fs::rename(&final_dir, &old)?;
+    }
+    fs::rename(&tmp, &final_dir)?;
+    if old.exists() {
+        fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+/// Loads the checkpoint of `run` (or `checkpoint.old` when a save was cut between its renames).
+pub fn load_checkpoint(run: &Path, device: &Device) -> Result<Checkpoint> {
+    let mut dir = run.join("checkpoint");
+    if !dir.exists() && run.join("checkpoint.old").exists() {
+        dir = run.join("checkpoint.old");
+    }
+    let state_path = dir.join("state.json");
+    let state = fs::read_to_string(&state_path)
+        .with_context(|| format!("reading {}", state_path.display()))?;
+    let weights_path = dir.join("weights.safetensors");
+    let weights = candle_core::safetensors::load(&weights_path, device)
+        .with_context(|| format!("reading {}", weights_path.display()))?;
+    let opath = dir.join("optimizer.safetensors");
+    let optimizer = candle_core::safetensors::load(&opath, device)
+        .with_context(|| format!("reading {}", opath.display()))?;
+    Ok(Checkpoint { weights, optimizer, state, state_path, weights_path })
+}
+
+/// Sets every var of `vars` from `weights`; a missing or misshapen weight names the file.
+pub fn set_vars(
+    vars: &candle_nn::VarMap,
+    weights: &HashMap<String, Tensor>,
+    file: &Path,
+) -> Result<()> {
+    let data = vars.data().lock().map_err(|_| anyhow::anyhow!("poisoned var map"))?;
+    for (name, var) in data.iter() {
+        let t =
+            weights.get(name).with_context(|| format!("{}: no weight {name}", file.display()))?;
+        var.set(t).with_context(|| format!("{}: weight {name}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// Every var of `vars` by name.
+pub fn var_tensors(vars: &candle_nn::VarMap) -> Result<HashMap<String, Tensor>> {
+    Ok(vars
+        .data()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned var map"))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect())
+}

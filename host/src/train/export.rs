@@ -1,0 +1,176 @@
+//! Export of a trained stand-alone network as ONNX through the `latency-tables` builder: the
+//! network's op keys at its own (proxy) geometry, BN folded into each convolution with the
+//! moving statistics, weights handed over by the builder's names (`l{i}.{part}.weight|bias`).
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use latency_tables::onnx::{encode, network_model, GivenWeights};
+use latency_tables::{Network, OpKey, OpKind};
+
+use super::net::{fold, StandaloneNet};
+use crate::supernet::PlainLayer;
+
+/// The op keys of a plain network at input `hw`×`hw` (one per layer; a head with pooling adds a
+/// pool key), and for each plain layer the index of its key in the network.
+pub fn plain_network(layers: &[PlainLayer], hw: usize) -> Result<(Network, Vec<usize>)> {
+    let mut keys = Vec::new();
+    let mut index = Vec::new();
+    let mut hw = hw as u32;
+    let mut cin = 0u32;
+    let u = |v: usize| v as u32;
+    for (i, layer) in layers.iter().enumerate() {
+        index.push(keys.len());
+        match layer {
+            PlainLayer::Conv { weight, stride, act, .. } => {
+                let (co, ci, k, _) = weight.dims4()?;
+                keys.push(OpKey::stem(hw, hw, u(ci), u(co), u(k), u(*stride), *act));
+                hw = hw.div_ceil(u(*stride));
+                cin = u(co);
+            }
+            PlainLayer::Sep { depthwise, stride, act, project, residual, .. } => {
+                let (_, k, _) = depthwise.dims3()?;
+                let (co, _) = project.dims2()?;
+                keys.push(OpKey::sep(hw, hw, cin, u(co), u(k), u(*stride), *act, *residual));
+                hw = hw.div_ceil(u(*stride));
+                cin = u(co);
+            }
+            PlainLayer::Bottleneck {
+                expand,
+                depthwise,
+                stride,
+                act,
+                se,
+                project,
+                residual,
+                ..
+            } => {
+                let (e, _) = expand.dims2()?;
+                let (_, k, _) = depthwise.dims3()?;
+                let (co, _) = project.dims2()?;
+                let se = match se {
+                    Some((w1, ..)) => u(w1.dims2()?.0),
+                    None => 0,
+                };
+                keys.push(OpKey::bottleneck(
+                    hw,
+                    hw,
+                    cin,
+                    u(co),
+                    u(k),
+                    u(*stride),
+                    u(e),
+                    se,
+                    *act,
+                    *residual,
+                ));
+                hw = hw.div_ceil(u(*stride));
+                cin = u(co);
+            }
+            PlainLayer::Head { weight, act, pool, .. } => {
+                let (co, _) = weight.dims2()?;
+                keys.push(OpKey::head(hw, hw, cin, u(co), *act));
+                cin = u(co);
+                if *pool {
+                    keys.push(OpKey::pool(hw, hw, cin));
+                    hw = 1;
+                }
+            }
+            PlainLayer::Classifier { weight, .. } => {
+                if hw != 1 {
+                    bail!("layer {i}: the classifier needs pooled features");
+                }
+                keys.push(OpKey::classifier(cin, u(weight.dims2()?.0)));
+            }
+        }
+    }
+    let net = Network::new(keys);
+    net.check_chain()?;
+    Ok((net, index))
+}
+
+fn values(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// The ONNX weights of `net`: every convolution with its BN folded in (moving statistics),
+/// named `l{key index}.{part}.weight|bias`.
+pub fn onnx_weights(net: &StandaloneNet, index: &[usize]) -> Result<BTreeMap<String, Vec<f32>>> {
+    let mut out = BTreeMap::new();
+    let mut moving = net.moving().iter();
+    for (layer, &j) in net.layers().iter().zip(index) {
+        let tensors: BTreeMap<String, Tensor> = layer.tensors()?.into_iter().collect();
+        for part in layer.bn_parts() {
+            let (_, mv) = moving.next().context("fewer moving statistics than batch norms")?;
+            let w = &tensors[&format!("{part}.weight")];
+            let (scale, shift) = fold(
+                &tensors[&format!("{part}.bn.gamma")],
+                &tensors[&format!("{part}.bn.beta")],
+                mv,
+            )?;
+            let mut shape = vec![scale.elem_count()];
+            shape.resize(w.rank(), 1);
+            let folded = w.broadcast_mul(&scale.reshape(shape)?)?;
+            out.insert(format!("l{j}.{part}.weight"), values(&folded)?);
+            out.insert(format!("l{j}.{part}.bias"), values(&shift)?);
+        }
+        for (name, t) in &tensors {
+            let plain = name.starts_with("se_") || name.starts_with("fc.");
+            if plain {
+                out.insert(format!("l{j}.{name}"), values(t)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The ONNX model (encoded) of a trained network and its op keys.
+pub fn export_onnx(net: &StandaloneNet) -> Result<(Vec<u8>, Network)> {
+    let (network, index) = plain_network(net.layers(), net.geometry().input_hw)?;
+    let mut given = GivenWeights::new(onnx_weights(net, &index)?);
+    let model = network_model(&network, &mut given)?;
+    let unused = given.unused();
+    if !unused.is_empty() {
+        bail!("export: weights not used by the graph: {}", unused.join(", "));
+    }
+    Ok((encode(&model), network))
+}
+
+/// Checks that the exported keys are the deployment keys at proxy geometry: the same layers in
+/// the same order with the same kind, kernel, activation, SE presence and residual, and every
+/// channel count the proxy of the deployment one (except the dataset's input channels and
+/// classes; spatial sizes and the proxy's stride-1 stem layers differ by design). Returns one
+/// line per mismatch.
+pub fn compare_keys(
+    proxy: &Network,
+    deployment: &Network,
+    channels: &dyn Fn(u32) -> usize,
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    if proxy.layers.len() != deployment.layers.len() {
+        bad.push(format!(
+            "{} exported layers, {} priced by the latency model",
+            proxy.layers.len(),
+            deployment.layers.len()
+        ));
+        return bad;
+    }
+    for (i, (p, d)) in proxy.layers.iter().zip(&deployment.layers).enumerate() {
+        let ch = |v: u32| channels(v) as u32;
+        let classifier = d.kind == OpKind::Classifier;
+        let same = p.kind == d.kind
+            && p.kernel == d.kernel
+            && p.act == d.act
+            && p.residual == d.residual
+            && (p.se == 0) == (d.se == 0)
+            && (p.se == 0 || p.se == ch(d.se))
+            && (i == 0 || p.cin == ch(d.cin))
+            && (classifier || p.cout == ch(d.cout))
+            && (d.kind != OpKind::Bottleneck || p.expanded == ch(d.expanded));
+        if !same {
+            bad.push(format!("layer {i}: exported {p} does not correspond to priced {d}"));
+        }
+    }
+    bad
+}

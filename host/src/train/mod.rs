@@ -1,0 +1,14 @@
+//! Stand-alone training of one architecture, random search over architectures near a latency
+//! target, export of a trained network as ONNX, and the TuNAS-vs-random comparison.
+
+mod net;
+
+pub use net::{bn_momentum, fold, Moving, StandaloneNet, BN_MOMENTUM};
+pub mod run;
+
+pub use run::{
+    evaluate, geometry_of, load_network, read_lines, resume, run_or_resume, start, weights_file,
+    TrainConfig, TrainOutcome, TrainResult, TrainStep,
+};
+pub mod export;
+pub mod random;

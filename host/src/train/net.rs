@@ -1,0 +1,291 @@
+//! The stand-alone network of one architecture: the plain layers at the selected widths (no
+//! masks), weights in a Candle `VarMap`, stateful batch norm with moving averages (tunas-spec §7:
+//! momentum 0.99, ε = 1e-3), trained with the fast custom ops of the supernet.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Result, Tensor, Var};
+use candle_nn::VarMap;
+
+use crate::rng::Rng;
+use crate::space::{Architecture, SearchSpace};
+use crate::supernet::ops::{batch_norm_train, conv1x1, conv2d_same, depthwise_conv2d};
+use crate::supernet::{forward_with, PlainLayer, PlainOps, ProxyGeometry, Supernet, BN_EPS};
+
+/// Moving-average momentum of the BN statistics (tunas-spec §7).
+pub const BN_MOMENTUM: f64 = 0.99;
+
+/// The momentum at update `t` (0-based): `min(0.99, (1 + t)/(10 + t))`, TensorFlow's
+/// `ExponentialMovingAverage(num_updates=t)`. Short trainings would otherwise evaluate with
+/// statistics still dominated by their initial values (0.99^750 = 0.05% left after 750 steps,
+/// but 37% after 100).
+pub fn bn_momentum(t: usize) -> f64 {
+    BN_MOMENTUM.min((1.0 + t as f64) / (10.0 + t as f64))
+}
+
+/// Moving mean and variance of one batch norm.
+#[derive(Debug, Clone)]
+pub struct Moving {
+    /// `[C]`.
+    pub mean: Tensor,
+    /// `[C]`.
+    pub var: Tensor,
+}
+
+/// A trainable plain network.
+pub struct StandaloneNet {
+    layers: Vec<PlainLayer>,
+    vars: VarMap,
+    /// One per batch norm, forward order; named `l{layer}.{part}`.
+    moving: Vec<(String, Moving)>,
+    /// Kernels under L2 (every conv, depthwise and SE kernel; not BN, biases or the classifier).
+    decayed: Vec<Tensor>,
+    geometry: ProxyGeometry,
+}
+
+impl std::fmt::Debug for StandaloneNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StandaloneNet")
+            .field("layers", &self.layers.len())
+            .field("geometry", &self.geometry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The initial value of a weight from its part name: `he_normal` (truncated, fan-in of the
+/// plain kernel) for conv and SE kernels, variance 2/(k·k) for depthwise kernels, N(0, 0.01²)
+/// for the classifier, γ = 1, β = 0, biases 0.
+fn initial(part: &str, dims: &[usize], rng: &mut Rng, device: &Device) -> Result<Tensor> {
+    let n: usize = dims.iter().product();
+    let constant = |v: f32| Tensor::full(v, dims, device);
+    if part.ends_with("bn.gamma") {
+        return constant(1.0);
+    }
+    if part.ends_with("bn.beta") || part.ends_with(".bias") {
+        return constant(0.0);
+    }
+    let (std, truncated) = if part == "fc.weight" {
+        (0.01, false)
+    } else if part == "dw.weight" {
+        ((2.0 / (dims[1] * dims[2]) as f64).sqrt() / 0.879_625_8, true)
+    } else {
+        let fan_in: usize = dims[1..].iter().product();
+        ((2.0 / fan_in as f64).sqrt() / 0.879_625_8, true)
+    };
+    let v: Vec<f32> = (0..n)
+        .map(|_| (std * if truncated { rng.truncated_normal() } else { rng.normal() }) as f32)
+        .collect();
+    Tensor::from_vec(v, dims, device)
+}
+
+impl StandaloneNet {
+    /// The network of `arch` at `geometry` with fresh weights from `rng`.
+    pub fn new(
+        space: &SearchSpace,
+        arch: &Architecture,
+        geometry: ProxyGeometry,
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Result<StandaloneNet> {
+        // The supernet's extraction gives the plain layers at the selected widths; its weights
+        // are only shapes here and are all drawn again.
+        let shapes = Supernet::new(space, geometry.clone(), &mut Rng::new(0), device)?
+            .extract(&arch.indices)?;
+        let vars = VarMap::new();
+        let mut layers = Vec::new();
+        let mut moving = Vec::new();
+        let mut decayed = Vec::new();
+        for (i, layer) in shapes.iter().enumerate() {
+            let plain = layer.map(&mut |part, t| {
+                let var = Var::from_tensor(&initial(part, t.dims(), rng, device)?)?;
+                let tensor = var.as_tensor().clone();
+                if part.ends_with(".weight") && part != "fc.weight" {
+                    decayed.push(tensor.clone());
+                }
+                vars.data()
+                    .lock()
+                    .map_err(|_| candle_core::Error::msg("poisoned var map"))?
+                    .insert(format!("l{i}.{part}"), var);
+                Ok(tensor)
+            })?;
+            for part in plain.bn_parts() {
+                let c = plain
+                    .tensors()?
+                    .into_iter()
+                    .find(|(n, _)| *n == format!("{part}.bn.gamma"))
+                    .map(|(_, t)| t.elem_count())
+                    .unwrap_or(0);
+                moving.push((
+                    format!("l{i}.{part}"),
+                    Moving {
+                        mean: Tensor::zeros(c, candle_core::DType::F32, device)?,
+                        var: Tensor::ones(c, candle_core::DType::F32, device)?,
+                    },
+                ));
+            }
+            layers.push(plain);
+        }
+        Ok(StandaloneNet { layers, vars, moving, decayed, geometry })
+    }
+
+    /// The layers (tensors are the trainable vars).
+    pub fn layers(&self) -> &[PlainLayer] {
+        &self.layers
+    }
+
+    /// The var map.
+    pub fn vars(&self) -> &VarMap {
+        &self.vars
+    }
+
+    /// The geometry.
+    pub fn geometry(&self) -> &ProxyGeometry {
+        &self.geometry
+    }
+
+    /// Moving BN statistics, forward order, with their `l{layer}.{part}` names.
+    pub fn moving(&self) -> &[(String, Moving)] {
+        &self.moving
+    }
+
+    /// Number of trainable scalars.
+    pub fn num_weights(&self) -> usize {
+        self.vars.all_vars().iter().map(|v| v.elem_count()).sum()
+    }
+
+    /// Training forward pass: logits and `Σ‖W‖²` over the decayed kernels; BN uses the batch's
+    /// statistics, which are returned for [`StandaloneNet::update_moving`].
+    pub fn forward_train(&self, x: &Tensor) -> Result<(Tensor, Tensor, Vec<Moving>)> {
+        let mut ops = TrainOps { batch: Vec::new() };
+        let logits = forward_with(&self.layers, x, &mut ops)?;
+        let mut l2 = Tensor::zeros((), candle_core::DType::F32, x.device())?;
+        for w in &self.decayed {
+            l2 = (l2 + w.sqr()?.sum_all()?)?;
+        }
+        Ok((logits, l2, ops.batch))
+    }
+
+    /// Inference forward pass with the moving statistics.
+    pub fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        forward_with(&self.layers, x, &mut EvalOps { moving: &self.moving, next: 0 })
+    }
+
+    /// `moving ← m·moving + (1 − m)·batch` (unbiased batch variance), m = [`bn_momentum`] of
+    /// the update's number `t`.
+    pub fn update_moving(&mut self, batch: &[Moving], t: usize) -> Result<()> {
+        if batch.len() != self.moving.len() {
+            candle_core::bail!(
+                "{} batch statistics for {} batch norms",
+                batch.len(),
+                self.moving.len()
+            );
+        }
+        let m = bn_momentum(t);
+        for ((_, mv), b) in self.moving.iter_mut().zip(batch) {
+            mv.mean = ((&mv.mean * m)? + (&b.mean * (1.0 - m))?)?;
+            mv.var = ((&mv.var * m)? + (&b.var * (1.0 - m))?)?;
+        }
+        Ok(())
+    }
+
+    /// Weights and moving statistics by name (`l3.dw.weight`, `moving.l3.dw.mean`, …).
+    pub fn state(&self) -> anyhow::Result<HashMap<String, Tensor>> {
+        let mut out = crate::runs::var_tensors(&self.vars)?;
+        for (name, mv) in &self.moving {
+            out.insert(format!("moving.{name}.mean"), mv.mean.clone());
+            out.insert(format!("moving.{name}.var"), mv.var.clone());
+        }
+        Ok(out)
+    }
+
+    /// Loads [`StandaloneNet::state`] back; a missing or misshapen tensor names `file`.
+    pub fn load_state(
+        &mut self,
+        state: &HashMap<String, Tensor>,
+        file: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context;
+        crate::runs::set_vars(&self.vars, state, file)?;
+        for (name, mv) in self.moving.iter_mut() {
+            for (what, slot) in [("mean", &mut mv.mean), ("var", &mut mv.var)] {
+                let key = format!("moving.{name}.{what}");
+                let t = state
+                    .get(&key)
+                    .with_context(|| format!("{}: no tensor {key}", file.display()))?;
+                if t.dims() != slot.dims() {
+                    anyhow::bail!(
+                        "{}: {key} has shape {:?}, the network needs {:?}",
+                        file.display(),
+                        t.dims(),
+                        slot.dims()
+                    );
+                }
+                *slot = t.clone();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Training ops: the fast custom ops; BN with batch statistics, recorded.
+struct TrainOps {
+    batch: Vec<Moving>,
+}
+
+impl PlainOps for TrainOps {
+    fn conv(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+        conv2d_same(x, w, stride)
+    }
+    fn depthwise(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+        depthwise_conv2d(x, w, stride)
+    }
+    fn pointwise(&mut self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        conv1x1(x, w)
+    }
+    fn bn(&mut self, x: &Tensor, (g, b): &(Tensor, Tensor)) -> Result<Tensor> {
+        let d = x.detach();
+        let (n, c, h, w) = d.dims4()?;
+        let count = (n * h * w) as f64;
+        let flat = d.transpose(0, 1)?.contiguous()?.reshape((c, n * h * w))?;
+        let mean = flat.mean(1)?;
+        let var = flat.broadcast_sub(&mean.unsqueeze(1)?)?.sqr()?.mean(1)?;
+        let var = (var * (count / (count - 1.0).max(1.0)))?;
+        self.batch.push(Moving { mean, var });
+        batch_norm_train(x, g, b, BN_EPS)
+    }
+}
+
+/// Inference ops: BN with the moving statistics (`x·s + t`, s = γ/√(var + ε), t = β − mean·s).
+struct EvalOps<'a> {
+    moving: &'a [(String, Moving)],
+    next: usize,
+}
+
+impl PlainOps for EvalOps<'_> {
+    fn conv(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+        conv2d_same(x, w, stride)
+    }
+    fn depthwise(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+        depthwise_conv2d(x, w, stride)
+    }
+    fn pointwise(&mut self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        conv1x1(x, w)
+    }
+    fn bn(&mut self, x: &Tensor, (g, b): &(Tensor, Tensor)) -> Result<Tensor> {
+        let (_, mv) = self
+            .moving
+            .get(self.next)
+            .ok_or_else(|| candle_core::Error::msg("more batch norms than moving statistics"))?;
+        self.next += 1;
+        let (scale, shift) = fold(g, b, mv)?;
+        let c = scale.elem_count();
+        x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?.broadcast_add(&shift.reshape((1, c, 1, 1))?)
+    }
+}
+
+/// The inference form of a batch norm: `scale = γ/√(var + ε)`, `shift = β − mean·scale`.
+pub fn fold(g: &Tensor, b: &Tensor, mv: &Moving) -> Result<(Tensor, Tensor)> {
+    let scale = g.div(&(&mv.var + BN_EPS)?.sqrt()?)?;
+    let shift = b.sub(&mv.mean.mul(&scale)?)?;
+    Ok((scale.detach(), shift.detach()))
+}

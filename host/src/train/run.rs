@@ -1,0 +1,525 @@
+//! One stand-alone training run: configuration, the step loop, checkpoints, resume, evaluation
+//! on the held-out validation split and on the test split.
+//!
+//! Run directory: `config.json`, `steps.jsonl`, `checkpoint/` (weights + moving BN statistics,
+//! RMSProp slots, step), `result.json`, `loss.svg`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use super::StandaloneNet;
+use crate::data::{self, Batcher, Dataset, ImageSet};
+use crate::rng::Rng;
+use crate::runs::{
+    create_run_dir, load_checkpoint, load_latency, read_json, rng_for, save_checkpoint,
+    write_atomic, EpochOrder, Interrupt,
+};
+use crate::search::line_svg;
+use crate::search::Stop;
+use crate::space::{Architecture, SearchSpace};
+use crate::supernet::{accuracy, cosine_lr, smoothed_cross_entropy, ProxyGeometry, RmsProp};
+
+/// Everything that defines a stand-alone training; written to `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Search space name.
+    pub space: String,
+    /// The architecture (index string).
+    pub arch: String,
+    /// `pixel1` or a latency table: only to report T(α).
+    pub latency: String,
+    /// `fashion-mnist` (embedded) or a data directory.
+    pub data: String,
+    /// Images held out of the training split for validation (the same split as the search).
+    pub validation_size: usize,
+    /// Channel multiplier (as in the search's proxy).
+    pub width_multiplier: f64,
+    /// Training steps.
+    pub steps: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Peak learning rate (RMSProp, TF1 semantics).
+    pub lr: f64,
+    /// Fraction of steps of linear learning-rate warmup.
+    pub lr_warmup_fraction: f64,
+    /// L2 weight decay on conv kernels.
+    pub weight_decay: f64,
+    /// Label smoothing.
+    pub label_smoothing: f64,
+    /// Seed of the initial weights, the epoch order and the flips.
+    pub seed: u64,
+    /// Steps between checkpoints.
+    pub checkpoint_every: usize,
+    /// Evaluation batch size.
+    pub eval_batch: usize,
+}
+
+impl TrainConfig {
+    /// The defaults for `arch` of `space`: embedded Fashion-MNIST, 2,000 held out, width ×0.25,
+    /// 3 epochs of batch 32 over 8,000 images, the reference learning rate scaled to the batch.
+    pub fn new(space: &str, arch: &str) -> TrainConfig {
+        TrainConfig {
+            space: space.into(),
+            arch: arch.into(),
+            latency: "pixel1".into(),
+            data: "fashion-mnist".into(),
+            validation_size: 2_000,
+            width_multiplier: 0.25,
+            steps: 750,
+            batch_size: 32,
+            lr: 0.165 * 32.0 / 256.0,
+            lr_warmup_fraction: 0.025,
+            weight_decay: 4e-5,
+            label_smoothing: 0.1,
+            seed: 0,
+            checkpoint_every: 100,
+            eval_batch: 256,
+        }
+    }
+
+    /// Steps for `epochs` passes over `train_images` at this batch size (at least one).
+    pub fn steps_for_epochs(&self, epochs: f64, train_images: usize) -> usize {
+        ((epochs * train_images as f64 / self.batch_size as f64).round() as usize).max(1)
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |what: String| Err(anyhow::anyhow!("config: {what}"));
+        if self.steps == 0 || self.batch_size == 0 || self.eval_batch == 0 {
+            return bad("steps, batch_size and eval_batch must be positive".into());
+        }
+        if !(self.width_multiplier > 0.0 && self.width_multiplier <= 4.0) {
+            return bad(format!(
+                "width_multiplier must be in (0, 4], got {}",
+                self.width_multiplier
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("lr must be positive, got {}", self.lr));
+        }
+        if self.checkpoint_every == 0 {
+            return bad("checkpoint_every must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// One line of `steps.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainStep {
+    /// Step.
+    pub step: usize,
+    /// Cross-entropy + L2.
+    pub loss: f64,
+    /// Training-batch accuracy.
+    pub accuracy: f64,
+    /// Learning rate.
+    pub lr: f64,
+    /// Wall seconds of the step.
+    pub seconds: f64,
+}
+
+/// `result.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainResult {
+    /// Space.
+    pub space: String,
+    /// Architecture (index string).
+    pub arch: String,
+    /// T(α) in ms at deployment geometry.
+    pub latency_ms: f64,
+    /// What priced T(α).
+    pub latency_model: String,
+    /// Top-1 on the held-out validation split (moving BN statistics).
+    pub validation_accuracy: f64,
+    /// Top-1 on the test split.
+    pub test_accuracy: f64,
+    /// Images in each.
+    pub validation_images: usize,
+    /// Test images.
+    pub test_images: usize,
+    /// Steps trained.
+    pub steps: usize,
+    /// Training images processed (steps × batch).
+    pub train_images: usize,
+    /// Sum of the step times (seconds).
+    pub train_seconds: f64,
+    /// Trainable scalars.
+    pub weights: usize,
+    /// Mean training loss over the last 10% of steps.
+    pub final_loss: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct State {
+    step: usize,
+}
+
+/// A training session.
+pub struct Trainer {
+    cfg: TrainConfig,
+    dir: PathBuf,
+    space: SearchSpace,
+    arch: Architecture,
+    train: ImageSet,
+    val: ImageSet,
+    test: ImageSet,
+    batcher: Batcher,
+    net: StandaloneNet,
+    opt: RmsProp,
+    step: usize,
+    device: Device,
+    order: EpochOrder,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer").field("dir", &self.dir).field("step", &self.step).finish()
+    }
+}
+
+/// The proxy geometry of a dataset split at a width multiplier.
+pub fn geometry_of(train: &ImageSet, batcher: &Batcher, width_multiplier: f64) -> ProxyGeometry {
+    ProxyGeometry {
+        input_hw: batcher.size,
+        in_channels: train.shape.0,
+        classes: train.classes,
+        width_multiplier,
+    }
+}
+
+impl Trainer {
+    fn new(cfg: TrainConfig, dir: &Path) -> Result<Trainer> {
+        cfg.check()?;
+        let space = SearchSpace::by_name(&cfg.space)?;
+        let arch =
+            space.parse_arch(&cfg.arch).with_context(|| format!("architecture {:?}", cfg.arch))?;
+        let splits = data::load(&cfg.data)?;
+        let (train, val) = splits.train.split_tail(cfg.validation_size)?;
+        let batcher = Batcher::new(train.shape, splits.mean_std);
+        let device = Device::Cpu;
+        let geometry = geometry_of(&train, &batcher, cfg.width_multiplier);
+        let mut rng = Rng::new(cfg.seed).fork("standalone-init");
+        let net = StandaloneNet::new(&space, &arch, geometry, &mut rng, &device)?;
+        let opt = RmsProp::new(net.vars())?;
+        let order = EpochOrder::new(cfg.seed, train.len());
+        Ok(Trainer {
+            cfg,
+            dir: dir.into(),
+            space,
+            arch,
+            train,
+            val,
+            test: splits.test,
+            batcher,
+            net,
+            opt,
+            step: 0,
+            device,
+            order,
+        })
+    }
+
+    /// The network.
+    pub fn net(&self) -> &StandaloneNet {
+        &self.net
+    }
+
+    fn save(&self) -> Result<()> {
+        save_checkpoint(
+            &self.dir,
+            &self.net.state()?,
+            &self.opt.state(),
+            &serde_json::to_string(&State { step: self.step })?,
+        )
+    }
+
+    fn load(&mut self) -> Result<()> {
+        let ck = load_checkpoint(&self.dir, &self.device)?;
+        let state: State = serde_json::from_str(&ck.state)
+            .with_context(|| format!("parsing {}", ck.state_path.display()))?;
+        self.net.load_state(&ck.weights, &ck.weights_path)?;
+        self.opt
+            .load_state(&ck.optimizer)
+            .with_context(|| ck.weights_path.display().to_string())?;
+        self.step = state.step;
+        Ok(())
+    }
+
+    fn one_step(&mut self) -> Result<Option<TrainStep>> {
+        let t0 = Instant::now();
+        let cfg = &self.cfg;
+        let idx = self.order.indices(self.step, cfg.batch_size);
+        let mut flip = rng_for(cfg.seed, "flip", self.step);
+        let (x, y) = self.batcher.batch(&self.train, &idx, Some(&mut flip), &self.device)?;
+        let (logits, l2, stats) = self.net.forward_train(&x)?;
+        let ce = smoothed_cross_entropy(&logits, &y, cfg.label_smoothing)?;
+        let loss = (ce + (l2 * (cfg.weight_decay / 2.0))?)?;
+        let loss_value = f64::from(loss.to_scalar::<f32>()?);
+        if !loss_value.is_finite() {
+            return Ok(None);
+        }
+        let acc = accuracy(&logits, &y)?;
+        let grads = loss.backward()?;
+        let warm = (cfg.lr_warmup_fraction * cfg.steps as f64) as usize;
+        let lr = cosine_lr(cfg.lr, self.step, warm, cfg.steps);
+        self.opt.step(&grads, lr)?;
+        self.net.update_moving(&stats, self.step)?;
+        let rec = TrainStep {
+            step: self.step,
+            loss: loss_value,
+            accuracy: acc,
+            lr,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        self.step += 1;
+        Ok(Some(rec))
+    }
+
+    /// Top-1 accuracy with the moving statistics on a whole split.
+    pub fn evaluate(&self, set: &ImageSet) -> Result<f64> {
+        evaluate(&self.net, set, &self.batcher, self.cfg.eval_batch)
+    }
+
+    fn run(&mut self, interrupt: &Interrupt) -> Result<(Stop, Option<TrainResult>)> {
+        let steps_path = self.dir.join("steps.jsonl");
+        let mut log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&steps_path)
+            .with_context(|| format!("opening {}", steps_path.display()))?;
+        let label =
+            format!("train {}", self.dir.file_name().map_or("", |s| s.to_str().unwrap_or("")));
+        let mut progress = latency_tables::progress::Progress::new(
+            &label,
+            self.cfg.steps as u64,
+            self.step as u64,
+        );
+        let mut last_saved = self.step;
+        while self.step < self.cfg.steps {
+            if interrupt.due(self.step) {
+                self.save()?;
+                eprintln!(
+                    "train: interrupted; checkpoint at step {} in {} (continue with `tunas train --resume {}`)",
+                    self.step,
+                    self.dir.join("checkpoint").display(),
+                    self.dir.display()
+                );
+                return Ok((Stop::Interrupted, None));
+            }
+            let Some(rec) = self.one_step()? else {
+                bail!(
+                    "step {}: the training loss is not finite (NaN or ∞); the run stopped. The last good checkpoint (step {last_saved}) is kept in {}; lower --lr and start again",
+                    self.step,
+                    self.dir.join("checkpoint").display()
+                );
+            };
+            writeln!(log, "{}", serde_json::to_string(&rec)?)?;
+            log.flush()?;
+            progress.advance(1, &format!("loss {:.3} acc {:.3}", rec.loss, rec.accuracy));
+            if self.step % self.cfg.checkpoint_every == 0 && self.step < self.cfg.steps {
+                self.save()?;
+                last_saved = self.step;
+            }
+        }
+        self.save()?;
+        Ok((Stop::Finished, Some(self.finish()?)))
+    }
+
+    fn finish(&self) -> Result<TrainResult> {
+        let steps: Vec<TrainStep> = read_lines(&self.dir.join("steps.jsonl"))?;
+        let tail = (steps.len() / 10).max(1);
+        let final_loss = steps.iter().rev().take(tail).map(|s| s.loss).sum::<f64>()
+            / tail.min(steps.len()).max(1) as f64;
+        let model = load_latency(&self.cfg.latency, &self.space)?;
+        let result = TrainResult {
+            space: self.space.name.to_string(),
+            arch: self.arch.to_string(),
+            latency_ms: model.latency_ms(&self.arch)?,
+            latency_model: model.describe(),
+            validation_accuracy: self.evaluate(&self.val)?,
+            test_accuracy: self.evaluate(&self.test)?,
+            validation_images: self.val.len(),
+            test_images: self.test.len(),
+            steps: self.step,
+            train_images: self.step * self.cfg.batch_size,
+            train_seconds: steps.iter().map(|s| s.seconds).sum(),
+            weights: self.net.num_weights(),
+            final_loss,
+        };
+        write_atomic(&self.dir.join("result.json"), &serde_json::to_string_pretty(&result)?)?;
+        let loss: Vec<(f64, f64)> = steps.iter().map(|s| (s.step as f64, s.loss)).collect();
+        let acc: Vec<(f64, f64)> = steps.iter().map(|s| (s.step as f64, s.accuracy)).collect();
+        write_atomic(
+            &self.dir.join("loss.svg"),
+            &line_svg("training loss", "loss", &[("loss", loss)], None),
+        )?;
+        write_atomic(
+            &self.dir.join("accuracy.svg"),
+            &line_svg("training-batch accuracy", "accuracy", &[("accuracy", acc)], None),
+        )?;
+        Ok(result)
+    }
+}
+
+/// Top-1 accuracy of `net` (moving statistics) on a whole split in batches of `batch`.
+pub fn evaluate(
+    net: &StandaloneNet,
+    set: &ImageSet,
+    batcher: &Batcher,
+    batch: usize,
+) -> Result<f64> {
+    let mut hits = 0.0;
+    let mut start = 0;
+    while start < set.len() {
+        let end = (start + batch).min(set.len());
+        let idx: Vec<usize> = (start..end).collect();
+        let (x, y) = batcher.batch(set, &idx, None, &Device::Cpu)?;
+        hits += accuracy(&net.forward_eval(&x)?, &y)? * (end - start) as f64;
+        start = end;
+    }
+    Ok(hits / set.len().max(1) as f64)
+}
+
+/// Reads a JSON-lines file; a malformed line names the file and line.
+pub fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    use std::io::BufRead;
+    let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not a valid record", path.display(), i + 1))?,
+        );
+    }
+    Ok(out)
+}
+
+/// The outcome of a training run.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// Why it stopped.
+    pub stop: Stop,
+    /// Steps done.
+    pub steps_done: usize,
+    /// The result, when finished.
+    pub result: Option<TrainResult>,
+}
+
+/// Starts a training run in `dir` (absent or empty).
+pub fn start(cfg: TrainConfig, dir: &Path, interrupt: &Interrupt) -> Result<TrainOutcome> {
+    create_run_dir(dir, "tunas train --resume")?;
+    let mut t = Trainer::new(cfg.clone(), dir)?;
+    write_atomic(&dir.join("config.json"), &serde_json::to_string_pretty(&cfg)?)?;
+    eprintln!(
+        "train: {} {} — {} weights at {}×{}×{}, width ×{}, {} steps of batch {}",
+        t.space.name,
+        t.arch,
+        t.net.num_weights(),
+        t.batcher.size,
+        t.batcher.size,
+        t.train.shape.0,
+        cfg.width_multiplier,
+        cfg.steps,
+        cfg.batch_size
+    );
+    t.save()?;
+    let (stop, result) = t.run(interrupt)?;
+    Ok(TrainOutcome { stop, steps_done: t.step, result })
+}
+
+/// Continues the training in `dir`; a finished run is reported again from `result.json`.
+pub fn resume(dir: &Path, interrupt: &Interrupt) -> Result<TrainOutcome> {
+    let cfg: TrainConfig = read_json(&dir.join("config.json"))
+        .with_context(|| format!("{}: not a training run directory", dir.display()))?;
+    let result_path = dir.join("result.json");
+    if result_path.exists() {
+        let result: TrainResult = read_json(&result_path)?;
+        return Ok(TrainOutcome {
+            stop: Stop::Finished,
+            steps_done: result.steps,
+            result: Some(result),
+        });
+    }
+    let mut t = Trainer::new(cfg, dir)?;
+    t.load()?;
+    let steps_path = dir.join("steps.jsonl");
+    if steps_path.exists() {
+        let kept: Vec<TrainStep> =
+            read_lines::<TrainStep>(&steps_path)?.into_iter().filter(|r| r.step < t.step).collect();
+        let mut text = String::new();
+        for r in &kept {
+            text.push_str(&serde_json::to_string(r)?);
+            text.push('\n');
+        }
+        write_atomic(&steps_path, &text)?;
+    }
+    eprintln!("train: resuming {} at step {}/{}", dir.display(), t.step, t.cfg.steps);
+    let (stop, result) = t.run(interrupt)?;
+    Ok(TrainOutcome { stop, steps_done: t.step, result })
+}
+
+/// Runs `dir` to the end: resumes it when it has a configuration, starts it with `cfg`
+/// otherwise (the unit of work of random search and comparisons).
+pub fn run_or_resume(cfg: &TrainConfig, dir: &Path, interrupt: &Interrupt) -> Result<TrainOutcome> {
+    if dir.join("config.json").exists() {
+        let have: TrainConfig = read_json(&dir.join("config.json"))?;
+        if &have != cfg {
+            bail!(
+                "{}: holds a training with another configuration; remove it or use another run directory",
+                dir.display()
+            );
+        }
+        resume(dir, interrupt)
+    } else {
+        start(cfg.clone(), dir, interrupt)
+    }
+}
+
+/// The weights file behind `path`: a `weights.safetensors` file, a checkpoint directory, or a
+/// training run directory (its `checkpoint/`, or `checkpoint.old/` after a cut save).
+pub fn weights_file(path: &Path) -> PathBuf {
+    if path.is_file() {
+        return path.into();
+    }
+    for sub in [
+        "weights.safetensors",
+        "checkpoint/weights.safetensors",
+        "checkpoint.old/weights.safetensors",
+    ] {
+        if path.join(sub).exists() {
+            return path.join(sub);
+        }
+    }
+    path.join("checkpoint/weights.safetensors")
+}
+
+/// The network of `cfg` (architecture, data geometry, width) with the weights and moving
+/// statistics of `weights` (see [`weights_file`]), and the data splits it was trained on.
+pub fn load_network(
+    cfg: &TrainConfig,
+    weights: &Path,
+) -> Result<(StandaloneNet, data::Splits, Batcher)> {
+    let space = SearchSpace::by_name(&cfg.space)?;
+    let arch =
+        space.parse_arch(&cfg.arch).with_context(|| format!("architecture {:?}", cfg.arch))?;
+    let splits = data::load(&cfg.data)?;
+    let batcher = Batcher::new(splits.train.shape, splits.mean_std);
+    let geometry = geometry_of(&splits.train, &batcher, cfg.width_multiplier);
+    let mut net = StandaloneNet::new(&space, &arch, geometry, &mut Rng::new(0), &Device::Cpu)?;
+    let file = weights_file(weights);
+    let state = candle_core::safetensors::load(&file, &Device::Cpu)
+        .with_context(|| format!("reading {}", file.display()))?;
+    net.load_state(&state, &file)?;
+    Ok((net, splits, batcher))
+}
