@@ -34,6 +34,11 @@ pub enum Command {
     /// Random search: architectures drawn uniformly within T0 ± tolerance, each trained
     /// stand-alone; the best by validation accuracy.
     RandomSearch(Box<cmd::random::Cmd>),
+    /// TuNAS vs random search: K searches of each at equal search compute, every result trained
+    /// stand-alone; a Markdown/JSON/SVG report in the form of the paper's Table 4.
+    Compare(Box<cmd::compare::Cmd>),
+    /// Render a run directory (search, training, random search or comparison) as Markdown.
+    Report(cmd::report::Cmd),
     /// A trained network as ONNX (BN folded), checked against tract and the latency model's keys.
     Export(Box<cmd::export::Cmd>),
     /// Inspect, compare and combine latency tables.
@@ -53,6 +58,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Train(c) => c.run(),
         Command::RandomSearch(c) => c.run(),
         Command::Export(c) => c.run(),
+        Command::Compare(c) => c.run(),
+        Command::Report(c) => c.run(),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod data;
 pub mod device;
 pub mod latency;
 pub mod profile;
+pub mod report;
 pub mod rng;
 pub mod runs;
 pub mod search;

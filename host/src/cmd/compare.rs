@@ -1,1 +1,159 @@
-//! `tunas compare`.
+//! `tunas compare`: K TuNAS searches against K random searches at equal search compute.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::data::Dataset;
+use crate::runs::read_json;
+use crate::search::{default_rl_lr, RewardKind, SearchConfig, Stop};
+use crate::space::SearchSpace;
+use crate::train::compare::{self, equal_compute_steps, CompareConfig};
+use crate::train::random::RandomConfig;
+use crate::train::TrainConfig;
+
+/// Arguments of `tunas compare`.
+#[derive(Debug, Args)]
+pub struct Cmd {
+    /// Search space.
+    #[arg(long, default_value = "proxylessnas")]
+    space: String,
+    /// Latency model: `pixel1` (the paper's) or a measured table file.
+    #[arg(long, default_value = "pixel1")]
+    latency: String,
+    /// Latency target T0 in ms [default: the paper's target for the space].
+    #[arg(long)]
+    target_ms: Option<f64>,
+    /// Repeats of each method.
+    #[arg(long, default_value_t = 2)]
+    k: usize,
+    /// Random-search candidates per repeat.
+    #[arg(long, default_value_t = 20)]
+    n: usize,
+    /// Base seed (repeat r uses seed + r).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// TuNAS search steps per repeat.
+    #[arg(long, default_value_t = 400)]
+    search_steps: usize,
+    /// Cost exponent β of the absolute reward.
+    #[arg(long, default_value_t = -0.10, allow_hyphen_values = true)]
+    beta: f64,
+    /// Batch size of every training (search, candidates, final).
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Channel multiplier of every network.
+    #[arg(long, default_value_t = 0.25)]
+    width_multiplier: f64,
+    /// Random search window half-width (ms).
+    #[arg(long, default_value_t = 1.0)]
+    tolerance_ms: f64,
+    /// Training steps of each random candidate [default: equal compute — the candidates
+    /// together see as many training images as the supernet].
+    #[arg(long)]
+    candidate_steps: Option<usize>,
+    /// Stand-alone training of each result, in epochs of the training split.
+    #[arg(long, default_value_t = 3.0)]
+    final_epochs: f64,
+    /// Data: `fashion-mnist` (embedded subset) or a directory of IDX or CIFAR-10 binary files.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// Images held out of the training split for validation.
+    #[arg(long, default_value_t = 2000)]
+    validation_size: usize,
+    /// Random-search trainings run at a time.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Run directory [default: `runs/compare-SPACE-seedN`, with -2, -3 … when taken].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the comparison in this directory.
+    #[arg(long, conflicts_with = "out")]
+    resume: Option<PathBuf>,
+}
+
+impl Cmd {
+    fn config(&self) -> Result<CompareConfig> {
+        let space = SearchSpace::by_name(&self.space)?;
+        if self.k == 0 || self.n == 0 || self.search_steps == 0 {
+            anyhow::bail!("--k, --n and --search-steps must be positive");
+        }
+        let target_ms = self.target_ms.unwrap_or(space.default_target_ms);
+        let mut search = SearchConfig::quick();
+        search.space = space.name.into();
+        search.latency = self.latency.clone();
+        search.target_ms = target_ms;
+        search.reward = RewardKind::Abs;
+        search.beta = self.beta;
+        search.steps = self.search_steps;
+        search.batch_size = self.batch_size;
+        search.width_multiplier = self.width_multiplier;
+        search.data = self.data.clone();
+        search.validation_size = self.validation_size;
+        search.lr = 0.165 * self.batch_size as f64 / 256.0;
+        search.rl_lr = default_rl_lr(self.search_steps);
+        let mut train = TrainConfig::new(space.name, "");
+        train.latency = self.latency.clone();
+        train.data = self.data.clone();
+        train.validation_size = self.validation_size;
+        train.width_multiplier = self.width_multiplier;
+        train.batch_size = self.batch_size;
+        train.lr = search.lr;
+        let mut candidate = train.clone();
+        candidate.steps = self
+            .candidate_steps
+            .unwrap_or_else(|| equal_compute_steps(&search, self.n, self.batch_size));
+        let n_train =
+            crate::data::load(&self.data)?.train.len().saturating_sub(self.validation_size);
+        train.steps = train.steps_for_epochs(self.final_epochs, n_train);
+        Ok(CompareConfig {
+            k: self.k,
+            seed: self.seed,
+            search,
+            random: RandomConfig {
+                target_ms,
+                tolerance_ms: self.tolerance_ms,
+                n: self.n,
+                max_draws: 1_000_000,
+                seed: self.seed,
+                train: candidate,
+            },
+            final_train: train,
+            jobs: self.jobs,
+        })
+    }
+
+    /// Runs; prints `comparison.json` on stdout and the Markdown table on stderr.
+    pub fn run(self) -> Result<i32> {
+        let interrupt = super::interrupt("compare", None)?;
+        let (cfg, dir) = match &self.resume {
+            Some(dir) => (read_json::<CompareConfig>(&dir.join("config.json"))?, dir.clone()),
+            None => {
+                let cfg = self.config()?;
+                let dir = self.out.clone().unwrap_or_else(|| {
+                    crate::runs::fresh_dir(&format!(
+                        "compare-{}-seed{}",
+                        cfg.search.space, cfg.seed
+                    ))
+                });
+                (cfg, dir)
+            }
+        };
+        let outcome = compare::run(&cfg, &dir, &interrupt)?;
+        match (outcome.stop, outcome.comparison) {
+            (Stop::Finished, Some(c)) => {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+                eprintln!("compare: done in {}\n\n{}", dir.display(), compare::markdown(&c));
+                Ok(0)
+            }
+            _ => {
+                eprintln!(
+                    "compare: interrupted; continue with `tunas compare --resume {}`",
+                    dir.display()
+                );
+                Ok(130)
+            }
+        }
+    }
+}

@@ -10,5 +10,6 @@ pub use run::{
     evaluate, geometry_of, load_network, read_lines, resume, run_or_resume, start, weights_file,
     TrainConfig, TrainOutcome, TrainResult, TrainStep,
 };
+pub mod compare;
 pub mod export;
 pub mod random;

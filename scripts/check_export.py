@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Check an exported network (`tunas export`) with the ONNX checker and onnxruntime.
+
+Reads MODEL.json (written by `tunas export` next to MODEL.onnx): runs onnxruntime (CPU) on the
+check images it names, one at a time (the model has batch 1), and compares with Candle's logits.
+Passes when max |ort - candle| <= --tolerance (1e-3) and the top-1 class is the same for every
+image. Prints one JSON line; exits 1 on failure.
+"""
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", help="MODEL.onnx written by `tunas export`")
+    ap.add_argument("--tolerance", type=float, default=1e-3)
+    args = ap.parse_args()
+    path = pathlib.Path(args.model)
+    report = json.loads(path.with_suffix(".json").read_text())
+    check = report["check"]
+    n = check["images"]
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = np.fromfile(check["input"], dtype="<f4").reshape([n] + shape[1:])
+    candle = np.fromfile(check["candle_logits"], dtype="<f4").reshape(n, -1)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = model.graph.input[0].name
+    out = np.concatenate([sess.run(None, {name: x[i : i + 1]})[0] for i in range(n)])
+    max_abs = float(np.abs(out - candle).max())
+    differ = int((out.argmax(1) != candle.argmax(1)).sum())
+    ok = max_abs <= args.tolerance and differ == 0
+    print(json.dumps({"model": str(path), "images": n, "max_abs_diff": max_abs,
+                      "top1_differs": differ, "ok": ok}))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
