@@ -266,3 +266,68 @@ fn search_refuses_bad_data_and_incomplete_tables() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("lacks") && stderr(&o).contains("tunas profile"), "{}", stderr(&o));
 }
+
+#[test]
+fn compare_runs_both_methods_and_every_run_reports_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cmp");
+    let d = dir.to_str().unwrap();
+    let o = tunas(&[
+        "compare",
+        "--k",
+        "1",
+        "--n",
+        "2",
+        "--search-steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--width-multiplier",
+        "0.1",
+        "--validation-size",
+        "100",
+        "--final-epochs",
+        "0.002",
+        "--tolerance-ms",
+        "3",
+        "--out",
+        d,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let methods = c["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 2);
+    // Equal compute: 4 supernet steps × 8 images = 2 candidates × 2 steps × 8 images.
+    for m in methods {
+        assert_eq!(m["search_train_images"]["mean"], 32.0, "{m}");
+        let row = &m["rows"][0];
+        let t = row["final_result"]["latency_ms"].as_f64().unwrap();
+        assert!(t > 0.0);
+    }
+    let random_t = methods[1]["rows"][0]["final_result"]["latency_ms"].as_f64().unwrap();
+    assert!((random_t - 84.0).abs() <= 3.0, "{random_t}");
+    for f in ["comparison.json", "comparison.md", "comparison.svg"] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    // Every part is a run directory that renders.
+    for (sub, marker) in [
+        ("", "| TuNAS |"),
+        ("search-0", "# TuNAS search"),
+        ("random-0", "Acceptance: 2 of"),
+        ("final-search-0", "# Stand-alone training"),
+        ("final-random-0", "| Validation | Test |"),
+    ] {
+        let o = tunas(&["report", dir.join(sub).to_str().unwrap()]);
+        assert!(o.status.success(), "{sub}: {}", stderr(&o));
+        assert!(stdout(&o).contains(marker), "{sub}: {}", stdout(&o));
+        assert!(dir.join(sub).join("report.md").exists());
+    }
+    // Resuming a finished comparison reports it again without training anything.
+    let o = tunas(&["compare", "--resume", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("train "), "{}", stderr(&o));
+    // Not a run directory.
+    let o = tunas(&["report", tmp.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not a run directory"), "{}", stderr(&o));
+}

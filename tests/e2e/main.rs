@@ -7,5 +7,8 @@ mod onnx_check;
 // tract (the agent's engine) and onnxruntime agree on every op kind and whole networks.
 mod tract_vs_ort;
 
+// `tunas export`: trained network → ONNX → same logits in tract and onnxruntime as in Candle.
+mod export;
+
 // `tunas profile` over local, exec, serial (pty) and TCP links, with faults injected.
 mod profile;

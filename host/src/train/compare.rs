@@ -333,7 +333,10 @@ pub fn markdown(c: &Comparison) -> String {
             m.latency_ms.std
         );
     }
-    let _ = writeln!(out, "\nMean ± sample standard deviation over the K repeats.\n");
+    let _ = writeln!(
+        out,
+        "\nMean ± sample standard deviation over the K repeats. Search time: the sum of the training steps' wall times (a supernet step includes its Q(α) batch; the candidates' evaluations are not counted).\n"
+    );
     let _ = writeln!(out, "![test accuracy vs latency](comparison.svg)\n");
     let _ = writeln!(
         out,
@@ -356,4 +359,28 @@ pub fn markdown(c: &Comparison) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_std() {
+        let m = mean_std(&[1.0, 2.0, 3.0, 4.0]);
+        assert!((m.mean - 2.5).abs() < 1e-12);
+        assert!((m.std - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(mean_std(&[7.0]).std, 0.0);
+    }
+
+    #[test]
+    fn random_candidates_get_the_supernets_training_images() {
+        let mut s = SearchConfig::quick();
+        s.steps = 400;
+        s.batch_size = 32;
+        assert_eq!(equal_compute_steps(&s, 20, 32), 20);
+        assert_eq!(equal_compute_steps(&s, 20, 64), 10);
+        s.steps = 3;
+        assert_eq!(equal_compute_steps(&s, 20, 32), 1);
+    }
 }

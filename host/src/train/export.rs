@@ -174,3 +174,64 @@ pub fn compare_keys(
     }
     bad
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use crate::space::{space_names, SearchSpace};
+    use crate::supernet::ProxyGeometry;
+    use candle_core::Device;
+
+    #[test]
+    fn exported_keys_correspond_to_the_priced_keys_in_every_space() {
+        let g = ProxyGeometry { input_hw: 32, in_channels: 1, classes: 10, width_multiplier: 0.25 };
+        for name in space_names() {
+            let space = SearchSpace::by_name(name).unwrap();
+            let mut rng = Rng::new(4);
+            for _ in 0..3 {
+                let arch = space
+                    .check_arch(
+                        space.decisions.iter().map(|d| rng.below(d.num_choices())).collect(),
+                    )
+                    .unwrap();
+                let net =
+                    StandaloneNet::new(&space, &arch, g.clone(), &mut Rng::new(1), &Device::Cpu)
+                        .unwrap();
+                let (bytes, proxy) = export_onnx(&net).unwrap();
+                assert!(bytes.len() > 1000);
+                let priced = space.resolve(&arch, 224).network;
+                let bad = compare_keys(&proxy, &priced, &|c| g.channels(c));
+                assert!(bad.is_empty(), "{name} {arch}: {bad:?}");
+                // Another architecture's keys do not pass.
+                let other = space
+                    .check_arch(space.decisions.iter().map(|d| d.num_choices() - 1).collect())
+                    .unwrap();
+                let wrong = space.resolve(&other, 224).network;
+                if wrong != priced {
+                    assert!(!compare_keys(&proxy, &wrong, &|c| g.channels(c)).is_empty());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn folded_weights_are_named_as_the_builder_asks() {
+        let g = ProxyGeometry { input_hw: 32, in_channels: 1, classes: 10, width_multiplier: 0.25 };
+        let space = SearchSpace::by_name("mobilenet-v3-like").unwrap();
+        let arch = space
+            .check_arch(space.decisions.iter().map(|d| d.num_choices() - 1).collect())
+            .unwrap();
+        let net = StandaloneNet::new(&space, &arch, g, &mut Rng::new(1), &Device::Cpu).unwrap();
+        let (network, index) = plain_network(net.layers(), 32).unwrap();
+        let given = onnx_weights(&net, &index).unwrap();
+        let manifest = latency_tables::onnx::weight_manifest(&network).unwrap();
+        let names: Vec<&String> = given.keys().collect();
+        let mut wanted: Vec<&String> = manifest.iter().map(|(n, _)| n).collect();
+        wanted.sort();
+        assert_eq!(names, wanted);
+        for (n, shape) in &manifest {
+            assert_eq!(given[n].len(), shape.iter().product::<usize>(), "{n}");
+        }
+    }
+}

@@ -289,3 +289,104 @@ pub fn fold(g: &Tensor, b: &Tensor, mv: &Moving) -> Result<(Tensor, Tensor)> {
     let shift = b.sub(&mv.mean.mul(&scale)?)?;
     Ok((scale.detach(), shift.detach()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::space::space_names;
+    use crate::supernet::plain_forward;
+
+    fn geometry() -> ProxyGeometry {
+        ProxyGeometry { input_hw: 32, in_channels: 1, classes: 10, width_multiplier: 0.25 }
+    }
+
+    fn random_arch(space: &SearchSpace, seed: u64) -> Architecture {
+        let mut rng = Rng::new(seed);
+        space
+            .check_arch(space.decisions.iter().map(|d| rng.below(d.num_choices())).collect())
+            .unwrap()
+    }
+
+    fn input(n: usize, seed: u64) -> Tensor {
+        let mut rng = Rng::new(seed);
+        let v: Vec<f32> = (0..n * 32 * 32).map(|_| rng.normal() as f32).collect();
+        Tensor::from_vec(v, (n, 1, 32, 32), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn the_fast_training_path_equals_candles_native_ops() {
+        for name in space_names() {
+            let space = SearchSpace::by_name(name).unwrap();
+            let arch = random_arch(&space, 7);
+            let net = StandaloneNet::new(&space, &arch, geometry(), &mut Rng::new(1), &Device::Cpu)
+                .unwrap();
+            let x = input(4, 2);
+            let (fast, l2, stats) = net.forward_train(&x).unwrap();
+            let native = plain_forward(net.layers(), &x, BN_EPS).unwrap();
+            let diff = (fast - &native).unwrap().abs().unwrap().max_all().unwrap();
+            let scale = native.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(
+                diff.to_scalar::<f32>().unwrap() <= 1e-4 * scale.max(1.0),
+                "{name}: fast and native forward passes differ"
+            );
+            assert_eq!(stats.len(), net.moving().len());
+            assert!(l2.to_scalar::<f32>().unwrap() > 0.0);
+        }
+    }
+
+    #[test]
+    fn evaluation_uses_the_moving_statistics() {
+        // ProxyLessNAS at 32×32 ends at 2×2: every BN sees ≥ 32·4 values.
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let arch = random_arch(&space, 3);
+        let mut net =
+            StandaloneNet::new(&space, &arch, geometry(), &mut Rng::new(1), &Device::Cpu).unwrap();
+        let x = input(32, 5);
+        // Fresh statistics (mean 0, var 1): evaluation is a plain affine BN, not the batch's.
+        let fresh = net.forward_eval(&x).unwrap();
+        let (train, _, stats) = net.forward_train(&x).unwrap();
+        let d = |a: &Tensor, b: &Tensor| {
+            (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+        };
+        assert!(d(&fresh, &train) > 1e-3);
+        // The first update takes the batch's statistics whole (momentum 0 at t = 0); the
+        // evaluation of the same batch then matches training up to the unbiased variance.
+        assert_eq!(bn_momentum(0), 0.1);
+        let exact: Vec<Moving> =
+            stats.iter().map(|m| Moving { mean: m.mean.clone(), var: m.var.clone() }).collect();
+        for ((_, mv), s) in net.moving.iter_mut().zip(&exact) {
+            *mv = s.clone();
+        }
+        let eval = net.forward_eval(&x).unwrap();
+        let scale = train.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        // (Not exact: the unbiased variance differs from the batch's by up to 1/127 per BN,
+        // compounding over ~60 of them; fresh statistics are two orders of magnitude further.)
+        assert!(d(&eval, &train) < 0.1 * scale, "eval with the batch's statistics ≈ training");
+        assert!(d(&eval, &train) * 50.0 < d(&fresh, &train));
+        assert!(bn_momentum(10_000) == BN_MOMENTUM);
+    }
+
+    #[test]
+    fn a_state_round_trip_restores_every_weight_and_statistic() {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let arch = random_arch(&space, 9);
+        let mut a =
+            StandaloneNet::new(&space, &arch, geometry(), &mut Rng::new(1), &Device::Cpu).unwrap();
+        let (_, _, stats) = a.forward_train(&input(4, 1)).unwrap();
+        a.update_moving(&stats, 0).unwrap();
+        let mut b =
+            StandaloneNet::new(&space, &arch, geometry(), &mut Rng::new(2), &Device::Cpu).unwrap();
+        let x = input(3, 8);
+        let before = (a.forward_eval(&x).unwrap() - b.forward_eval(&x).unwrap()).unwrap();
+        assert!(before.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3);
+        b.load_state(&a.state().unwrap(), std::path::Path::new("mem")).unwrap();
+        let after = (a.forward_eval(&x).unwrap() - b.forward_eval(&x).unwrap()).unwrap();
+        assert_eq!(after.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        // A state of another architecture is refused, naming the file.
+        let other = random_arch(&space, 10);
+        let mut c =
+            StandaloneNet::new(&space, &other, geometry(), &mut Rng::new(2), &Device::Cpu).unwrap();
+        let err = c.load_state(&a.state().unwrap(), std::path::Path::new("ck.safetensors"));
+        assert!(format!("{:#}", err.unwrap_err()).contains("ck.safetensors"));
+    }
+}

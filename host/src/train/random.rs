@@ -231,3 +231,45 @@ pub fn run(
         .context("writing the random search result")?;
     Ok(RandomOutcome { stop: Stop::Finished, result: Some(result) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(target: f64, tol: f64, n: usize) -> RandomConfig {
+        RandomConfig {
+            target_ms: target,
+            tolerance_ms: tol,
+            n,
+            max_draws: 20_000,
+            seed: 3,
+            train: TrainConfig::new("proxylessnas", ""),
+        }
+    }
+
+    #[test]
+    fn rejection_sampling_keeps_distinct_architectures_in_the_window() {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let a = sample(&space, &config(84.0, 1.0, 20)).unwrap();
+        assert_eq!(a.candidates.len(), 20);
+        let model = load_latency("pixel1", &space).unwrap();
+        for c in &a.candidates {
+            assert!((c.latency_ms - 84.0).abs() <= 1.0);
+            let t = model.latency_ms(&space.parse_arch(&c.arch).unwrap()).unwrap();
+            assert!((t - c.latency_ms).abs() < 1e-9);
+        }
+        let mut names: Vec<&String> = a.candidates.iter().map(|c| &c.arch).collect();
+        names.dedup();
+        assert_eq!(names.len(), 20);
+        assert!(a.draws > 20 && (a.acceptance_rate - 20.0 / a.draws as f64).abs() < 1e-12);
+        // Deterministic in the seed.
+        assert_eq!(sample(&space, &config(84.0, 1.0, 20)).unwrap(), a);
+    }
+
+    #[test]
+    fn an_unreachable_window_is_an_error_naming_it() {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let err = sample(&space, &config(5.0, 0.5, 2)).unwrap_err().to_string();
+        assert!(err.contains("5 ± 0.5 ms") && err.contains("--tolerance-ms"), "{err}");
+    }
+}

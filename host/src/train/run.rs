@@ -523,3 +523,83 @@ pub fn load_network(
     net.load_state(&state, &file)?;
     Ok((net, splits, batcher))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(steps: usize) -> TrainConfig {
+        let mut cfg = TrainConfig::new("proxylessnas", "proxylessnas-mobile");
+        cfg.arch = SearchSpace::by_name("proxylessnas")
+            .unwrap()
+            .parse_arch("proxylessnas-mobile")
+            .unwrap()
+            .to_string();
+        cfg.steps = steps;
+        cfg.batch_size = 16;
+        cfg.width_multiplier = 0.125;
+        cfg.checkpoint_every = 4;
+        cfg.eval_batch = 500;
+        cfg
+    }
+
+    fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
+        let ck = load_checkpoint(dir, &Device::Cpu).unwrap();
+        let mut v: Vec<(String, Vec<f32>)> = ck
+            .weights
+            .iter()
+            .map(|(k, t)| (k.clone(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    #[test]
+    fn a_resumed_training_ends_exactly_like_an_uninterrupted_one() {
+        let root = tempfile::tempdir().unwrap();
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        let whole = start(tiny(10), &a, &Interrupt::default()).unwrap();
+        assert_eq!(whole.stop, Stop::Finished);
+        let cut = Interrupt { at_step: Some(6), ..Interrupt::default() };
+        let first = start(tiny(10), &b, &cut).unwrap();
+        assert_eq!((first.stop, first.steps_done), (Stop::Interrupted, 6));
+        assert!(!b.join("result.json").exists());
+        let second = resume(&b, &Interrupt::default()).unwrap();
+        assert_eq!(second.stop, Stop::Finished);
+        assert_eq!(weights(&a), weights(&b), "weights and moving statistics");
+        let (ra, rb) = (whole.result.unwrap(), second.result.unwrap());
+        assert_eq!(ra.validation_accuracy, rb.validation_accuracy);
+        assert_eq!(ra.test_accuracy, rb.test_accuracy);
+        assert_eq!(ra.final_loss, rb.final_loss);
+        let steps: Vec<TrainStep> = read_lines(&b.join("steps.jsonl")).unwrap();
+        assert_eq!(steps.iter().map(|s| s.step).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+        // A finished run is reported again; a different configuration is refused.
+        assert_eq!(run_or_resume(&tiny(10), &b, &Interrupt::default()).unwrap().result, Some(rb));
+        let err = run_or_resume(&tiny(11), &b, &Interrupt::default()).unwrap_err();
+        assert!(err.to_string().contains("another configuration"), "{err}");
+    }
+
+    #[test]
+    fn a_non_finite_loss_stops_with_the_last_good_checkpoint() {
+        let root = tempfile::tempdir().unwrap();
+        let mut cfg = tiny(6);
+        cfg.lr = 1e30;
+        cfg.lr_warmup_fraction = 0.0;
+        let err = start(cfg, &root.path().join("nan"), &Interrupt::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("not finite") && text.contains("checkpoint"), "{text}");
+    }
+
+    #[test]
+    fn bad_configurations_and_architectures_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let mut cfg = tiny(4);
+        cfg.width_multiplier = 0.0;
+        let err = start(cfg, &root.path().join("w"), &Interrupt::default()).unwrap_err();
+        assert!(err.to_string().contains("width_multiplier"), "{err}");
+        let mut cfg = tiny(4);
+        cfg.arch = "0:1:2".into();
+        let err = start(cfg, &root.path().join("arch"), &Interrupt::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("0:1:2"), "{err:#}");
+    }
+}
