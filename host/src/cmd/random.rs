@@ -84,7 +84,7 @@ impl Cmd {
                 train.steps_for_epochs(self.epochs, n)
             }
         };
-        if !(self.tolerance_ms > 0.0) || self.n == 0 {
+        if self.tolerance_ms.is_nan() || self.tolerance_ms <= 0.0 || self.n == 0 {
             anyhow::bail!("--tolerance-ms and --n must be positive");
         }
         Ok(RandomConfig {
