@@ -48,6 +48,41 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// Reads a JSON-lines file; a malformed line names the file and line.
+pub fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    use std::io::BufRead;
+    let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not a valid record", path.display(), i + 1))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Keeps the records of a JSON-lines log that `keep` accepts (on resume: the steps before the
+/// checkpoint, which will not be run again), rewriting it atomically. A missing log is fine.
+pub fn trim_log<T>(path: &Path, keep: impl Fn(&T) -> bool) -> Result<()>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    for r in read_lines::<T>(path)?.iter().filter(|r| keep(r)) {
+        text.push_str(&serde_json::to_string(r)?);
+        text.push('\n');
+    }
+    write_atomic(path, &text)
+}
+
 /// Creates `dir` for a new run; refuses a non-empty one, naming the resume command.
 pub fn create_run_dir(dir: &Path, resume_hint: &str) -> Result<()> {
     if dir.exists() && fs::read_dir(dir)?.next().is_some() {

@@ -1,7 +1,7 @@
 //! One search run: configuration, the step loop, checkpoints, resume, final report.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -18,8 +18,8 @@ use crate::data::{self, Batcher, Dataset, ImageSet};
 use crate::latency::LatencyModel;
 use crate::rng::Rng;
 use crate::runs::{
-    create_run_dir, load_checkpoint, load_latency, rng_for, save_checkpoint, set_vars, var_tensors,
-    write_atomic, EpochOrder,
+    create_run_dir, load_checkpoint, load_latency, read_lines, rng_for, save_checkpoint, set_vars,
+    trim_log, var_tensors, write_atomic, EpochOrder,
 };
 pub use crate::runs::{Interrupt, DEPLOYMENT_RESOLUTION};
 use crate::space::{Architecture, SearchSpace};
@@ -534,19 +534,7 @@ pub fn evaluate_one_shot(
 
 /// Reads `steps.jsonl`; a malformed line is an error naming the file and line.
 pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>> {
-    let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in BufReader::new(f).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(
-            serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: not a step record", path.display(), i + 1))?,
-        );
-    }
-    Ok(out)
+    read_lines(path)
 }
 
 /// Starts a new run in `dir` (which must not exist or be empty).
@@ -582,17 +570,8 @@ pub fn resume(dir: &Path, interrupt: &Interrupt) -> Result<Outcome> {
     let mut session = Session::new(cfg, run)?;
     session.load_checkpoint()?;
     // Steps logged after the checkpoint will be run again: drop them from the log.
-    let steps_path = session.dir.file("steps.jsonl");
-    if steps_path.exists() {
-        let kept: Vec<StepRecord> =
-            read_steps(&steps_path)?.into_iter().filter(|r| r.step < session.step).collect();
-        let mut text = String::new();
-        for r in &kept {
-            text.push_str(&serde_json::to_string(r)?);
-            text.push('\n');
-        }
-        write_atomic(&steps_path, &text)?;
-    }
+    let done = session.step;
+    trim_log(&session.dir.file("steps.jsonl"), |r: &StepRecord| r.step < done)?;
     eprintln!("search: resuming {} at step {}/{}", dir.display(), session.step, session.cfg.steps);
     session.run(interrupt)
 }

@@ -156,18 +156,26 @@ impl StandaloneNet {
     /// Training forward pass: logits and `Σ‖W‖²` over the decayed kernels; BN uses the batch's
     /// statistics, which are returned for [`StandaloneNet::update_moving`].
     pub fn forward_train(&self, x: &Tensor) -> Result<(Tensor, Tensor, Vec<Moving>)> {
-        let mut ops = TrainOps { batch: Vec::new() };
+        let mut ops = FastOps { bn: BnMode::Train(Vec::new()) };
         let logits = forward_with(&self.layers, x, &mut ops)?;
+        let batch = match ops.bn {
+            BnMode::Train(batch) => batch,
+            BnMode::Eval { .. } => Vec::new(),
+        };
         let mut l2 = Tensor::zeros((), candle_core::DType::F32, x.device())?;
         for w in &self.decayed {
             l2 = (l2 + w.sqr()?.sum_all()?)?;
         }
-        Ok((logits, l2, ops.batch))
+        Ok((logits, l2, batch))
     }
 
     /// Inference forward pass with the moving statistics.
     pub fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
-        forward_with(&self.layers, x, &mut EvalOps { moving: &self.moving, next: 0 })
+        forward_with(
+            &self.layers,
+            x,
+            &mut FastOps { bn: BnMode::Eval { moving: &self.moving, next: 0 } },
+        )
     }
 
     /// `moving ← m·moving + (1 − m)·batch` (unbiased batch variance), m = [`bn_momentum`] of
@@ -227,12 +235,20 @@ impl StandaloneNet {
     }
 }
 
-/// Training ops: the fast custom ops; BN with batch statistics, recorded.
-struct TrainOps {
-    batch: Vec<Moving>,
+/// What a batch norm does in [`FastOps`].
+enum BnMode<'a> {
+    /// Batch statistics, recorded for the moving averages.
+    Train(Vec<Moving>),
+    /// The moving statistics, in forward order.
+    Eval { moving: &'a [(String, Moving)], next: usize },
 }
 
-impl PlainOps for TrainOps {
+/// The fast custom ops of the supernet with stateful BN.
+struct FastOps<'a> {
+    bn: BnMode<'a>,
+}
+
+impl PlainOps for FastOps<'_> {
     fn conv(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
         conv2d_same(x, w, stride)
     }
@@ -243,43 +259,30 @@ impl PlainOps for TrainOps {
         conv1x1(x, w)
     }
     fn bn(&mut self, x: &Tensor, (g, b): &(Tensor, Tensor)) -> Result<Tensor> {
-        let d = x.detach();
-        let (n, c, h, w) = d.dims4()?;
-        let count = (n * h * w) as f64;
-        let flat = d.transpose(0, 1)?.contiguous()?.reshape((c, n * h * w))?;
-        let mean = flat.mean(1)?;
-        let var = flat.broadcast_sub(&mean.unsqueeze(1)?)?.sqr()?.mean(1)?;
-        let var = (var * (count / (count - 1.0).max(1.0)))?;
-        self.batch.push(Moving { mean, var });
-        batch_norm_train(x, g, b, BN_EPS)
-    }
-}
-
-/// Inference ops: BN with the moving statistics (`x·s + t`, s = γ/√(var + ε), t = β − mean·s).
-struct EvalOps<'a> {
-    moving: &'a [(String, Moving)],
-    next: usize,
-}
-
-impl PlainOps for EvalOps<'_> {
-    fn conv(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-        conv2d_same(x, w, stride)
-    }
-    fn depthwise(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-        depthwise_conv2d(x, w, stride)
-    }
-    fn pointwise(&mut self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        conv1x1(x, w)
-    }
-    fn bn(&mut self, x: &Tensor, (g, b): &(Tensor, Tensor)) -> Result<Tensor> {
-        let (_, mv) = self
-            .moving
-            .get(self.next)
-            .ok_or_else(|| candle_core::Error::msg("more batch norms than moving statistics"))?;
-        self.next += 1;
-        let (scale, shift) = fold(g, b, mv)?;
-        let c = scale.elem_count();
-        x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?.broadcast_add(&shift.reshape((1, c, 1, 1))?)
+        match &mut self.bn {
+            BnMode::Train(batch) => {
+                let d = x.detach();
+                let (n, c, h, w) = d.dims4()?;
+                let count = (n * h * w) as f64;
+                let flat = d.transpose(0, 1)?.contiguous()?.reshape((c, n * h * w))?;
+                let mean = flat.mean(1)?;
+                let var = flat.broadcast_sub(&mean.unsqueeze(1)?)?.sqr()?.mean(1)?;
+                let var = (var * (count / (count - 1.0).max(1.0)))?;
+                batch.push(Moving { mean, var });
+                batch_norm_train(x, g, b, BN_EPS)
+            }
+            // `x·s + t`, s = γ/√(var + ε), t = β − mean·s.
+            BnMode::Eval { moving, next } => {
+                let (_, mv) = moving.get(*next).ok_or_else(|| {
+                    candle_core::Error::msg("more batch norms than moving statistics")
+                })?;
+                *next += 1;
+                let (scale, shift) = fold(g, b, mv)?;
+                let c = scale.elem_count();
+                x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+                    .broadcast_add(&shift.reshape((1, c, 1, 1))?)
+            }
+        }
     }
 }
 

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::StandaloneNet;
 use crate::data::{self, Batcher, Dataset, ImageSet};
 use crate::rng::Rng;
+pub use crate::runs::read_lines;
 use crate::runs::{
-    create_run_dir, load_checkpoint, load_latency, read_json, rng_for, save_checkpoint,
+    create_run_dir, load_checkpoint, load_latency, read_json, rng_for, save_checkpoint, trim_log,
     write_atomic, EpochOrder, Interrupt,
 };
 use crate::search::line_svg;
@@ -387,24 +388,6 @@ pub fn evaluate(
     Ok(hits / set.len().max(1) as f64)
 }
 
-/// Reads a JSON-lines file; a malformed line names the file and line.
-pub fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    use std::io::BufRead;
-    let f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.push(
-            serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: not a valid record", path.display(), i + 1))?,
-        );
-    }
-    Ok(out)
-}
-
 /// The outcome of a training run.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
@@ -453,17 +436,8 @@ pub fn resume(dir: &Path, interrupt: &Interrupt) -> Result<TrainOutcome> {
     }
     let mut t = Trainer::new(cfg, dir)?;
     t.load()?;
-    let steps_path = dir.join("steps.jsonl");
-    if steps_path.exists() {
-        let kept: Vec<TrainStep> =
-            read_lines::<TrainStep>(&steps_path)?.into_iter().filter(|r| r.step < t.step).collect();
-        let mut text = String::new();
-        for r in &kept {
-            text.push_str(&serde_json::to_string(r)?);
-            text.push('\n');
-        }
-        write_atomic(&steps_path, &text)?;
-    }
+    let done = t.step;
+    trim_log(&dir.join("steps.jsonl"), |r: &TrainStep| r.step < done)?;
     eprintln!("train: resuming {} at step {}/{}", dir.display(), t.step, t.cfg.steps);
     let (stop, result) = t.run(interrupt)?;
     Ok(TrainOutcome { stop, steps_done: t.step, result })
