@@ -102,27 +102,23 @@ impl StandaloneNet {
                 if part.ends_with(".weight") && part != "fc.weight" {
                     decayed.push(tensor.clone());
                 }
+                // `map` visits a layer's BNs in forward order ([`PlainLayer::bn_parts`]).
+                if let Some(bn) = part.strip_suffix(".bn.gamma") {
+                    let c = t.elem_count();
+                    moving.push((
+                        format!("l{i}.{bn}"),
+                        Moving {
+                            mean: Tensor::zeros(c, candle_core::DType::F32, device)?,
+                            var: Tensor::ones(c, candle_core::DType::F32, device)?,
+                        },
+                    ));
+                }
                 vars.data()
                     .lock()
                     .map_err(|_| candle_core::Error::msg("poisoned var map"))?
                     .insert(format!("l{i}.{part}"), var);
                 Ok(tensor)
             })?;
-            for part in plain.bn_parts() {
-                let c = plain
-                    .tensors()?
-                    .into_iter()
-                    .find(|(n, _)| *n == format!("{part}.bn.gamma"))
-                    .map(|(_, t)| t.elem_count())
-                    .unwrap_or(0);
-                moving.push((
-                    format!("l{i}.{part}"),
-                    Moving {
-                        mean: Tensor::zeros(c, candle_core::DType::F32, device)?,
-                        var: Tensor::ones(c, candle_core::DType::F32, device)?,
-                    },
-                ));
-            }
             layers.push(plain);
         }
         Ok(StandaloneNet { layers, vars, moving, decayed, geometry })
