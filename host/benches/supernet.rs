@@ -13,6 +13,9 @@ use host::search::{decision_infos, Controller};
 use host::space::SearchSpace;
 use host::supernet::{smoothed_cross_entropy, ProxyGeometry, RmsProp, Supernet};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
     let args: Vec<String> = std::env::args().collect();
     args.iter()

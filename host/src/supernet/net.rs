@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarMap;
 use latency_tables::Activation;
 
-use super::ops::{batch_norm_train, conv1x1, conv2d_same, depthwise_conv2d, hswish};
+use super::ops::{batch_norm_act, conv1x1, conv2d_same, depthwise_conv2d};
 use crate::rng::Rng;
 use crate::space::{scale_filters, se_hidden, DecisionKind, LayerSpec, Param, SearchSpace};
 
@@ -245,17 +245,23 @@ fn mask(n: usize, max: usize, dev: &Device) -> Result<Tensor> {
     Tensor::from_vec(v, max, dev)
 }
 
-fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
-    match act {
-        Activation::Relu => x.relu(),
-        Activation::HSwish => hswish(x),
-        Activation::None => Ok(x.clone()),
-    }
+/// Masked stateless BN (γ, β multiplied by the channel mask), then `act`, as one op.
+fn bn(
+    x: &Tensor,
+    b: &Bn,
+    m: &Tensor,
+    act: Activation,
+    t: &impl Fn(&Var) -> Tensor,
+) -> Result<Tensor> {
+    batch_norm_act(x, &t(&b.gamma).mul(m)?, &t(&b.beta).mul(m)?, BN_EPS, act)
 }
 
-/// Masked stateless BN: γ, β multiplied by the channel mask.
-fn bn(x: &Tensor, b: &Bn, m: &Tensor) -> Result<Tensor> {
-    batch_norm_train(x, &b.gamma.as_tensor().mul(m)?, &b.beta.as_tensor().mul(m)?, BN_EPS)
+/// Records one L2 term (the training forward only).
+fn push_l2(on: bool, l2: &mut Vec<Tensor>, term: impl FnOnce() -> Result<Tensor>) -> Result<()> {
+    if on {
+        l2.push(term()?);
+    }
+    Ok(())
 }
 
 /// `w ⊙ (out_mask ⊗ in_mask)` for a `[Cout, Cin, …]` kernel.
@@ -438,8 +444,23 @@ impl Supernet {
         self.vars.all_vars().iter().map(|v| v.elem_count()).sum()
     }
 
-    /// Forward pass of images `[N, C, H, W]` under a selection (one weight vector per decision).
+    /// Forward pass of images `[N, C, H, W]` under a selection (one weight vector per decision),
+    /// recording the graph for a backward pass.
     pub fn forward(&self, x: &Tensor, sel: &Selection) -> Result<Forward> {
+        self.run(x, sel, true)
+    }
+
+    /// Forward-only pass (for Q(α) and evaluation): logits of the same network as
+    /// [`Supernet::forward`], but the weights enter detached, so no graph is recorded, no
+    /// activation outlives the layer that reads it, and no L2 term is computed.
+    pub fn forward_eval(&self, x: &Tensor, sel: &Selection) -> Result<Tensor> {
+        Ok(self.run(x, sel, false)?.logits)
+    }
+
+    fn run(&self, x: &Tensor, sel: &Selection, train: bool) -> Result<Forward> {
+        // A weight as the graph sees it: the variable itself, or a detached view (no graph).
+        let t = |v: &Var| if train { v.as_tensor().clone() } else { v.as_tensor().detach() };
+        let l2_on = train;
         let dev = &self.device;
         let g = &self.geometry;
         let space = &self.space;
@@ -464,9 +485,9 @@ impl Supernet {
                         if sw == 0.0 {
                             continue;
                         }
-                        let wm = mask_kernel(w.as_tensor(), &omask, &imask)?;
-                        l2.push(wm.sqr()?.sum_all()?.affine(f64::from(sw), 0.0)?);
-                        let h = activate(&bn(&conv2d_same(x, &wm, *stride)?, b, &omask)?, *act)?;
+                        let wm = mask_kernel(&t(w), &omask, &imask)?;
+                        push_l2(l2_on, &mut l2, || wm.sqr()?.sum_all()?.affine(f64::from(sw), 0.0))?;
+                        let h = bn(&conv2d_same(x, &wm, *stride)?, b, &omask, *act, &t)?;
                         acc = Some(add_weighted(acc, &h, sw)?);
                     }
                     acc.ok_or_else(|| candle_core::Error::msg("stem: no kernel enabled"))?
@@ -481,16 +502,16 @@ impl Supernet {
                             if sw == 0.0 {
                                 continue;
                             }
-                            let wm = w.as_tensor().broadcast_mul(&cmask)?;
-                            l2.push(wm.sqr()?.sum_all()?.affine(f64::from(sw * present), 0.0)?);
+                            let wm = t(w).broadcast_mul(&cmask)?;
+                            push_l2(l2_on, l2, || wm.sqr()?.sum_all()?.affine(f64::from(sw * present), 0.0))?;
                             let h = depthwise_conv2d(x, &wm, *stride)?;
-                            let h = activate(&bn(&h, b, &imask)?, *act)?;
+                            let h = bn(&h, b, &imask, *act, &t)?;
                             acc = Some(add_weighted(acc, &h, sw)?);
                         }
                         let h = acc.ok_or_else(|| candle_core::Error::msg("sep: no kernel"))?;
-                        let pm = mask_kernel(proj.as_tensor(), &omask, &imask)?;
-                        l2.push(pm.sqr()?.sum_all()?.affine(f64::from(present), 0.0)?);
-                        bn(&conv1x1(&h, &pm)?, proj_bn, &omask)
+                        let pm = mask_kernel(&t(proj), &omask, &imask)?;
+                        push_l2(l2_on, l2, || pm.sqr()?.sum_all()?.affine(f64::from(present), 0.0))?;
+                        bn(&conv1x1(&h, &pm)?, proj_bn, &omask, Activation::None, &t)
                     };
                     residual(x, skip.is_some(), present, || body(&mut l2))?
                 }
@@ -508,23 +529,23 @@ impl Supernet {
                     proj_bn,
                 } => {
                     let present = skip.map_or(1.0, |d| sel[d][0]);
-                    let e_max = expand.as_tensor().dim(0)?;
+                    let e_max = t(expand).dim(0)?;
                     let e_full = scale_filters(f64::from(flow.full), f64::from(value(*expansion)));
                     let emask = mask(g.channels(e_full), e_max, dev)?;
                     let body = |l2: &mut Vec<Tensor>| -> Result<Tensor> {
-                        let xm = mask_kernel(expand.as_tensor(), &emask, &imask)?;
-                        l2.push(xm.sqr()?.sum_all()?.affine(f64::from(present), 0.0)?);
-                        let h = activate(&bn(&conv1x1(x, &xm)?, expand_bn, &emask)?, *act)?;
+                        let xm = mask_kernel(&t(expand), &emask, &imask)?;
+                        push_l2(l2_on, l2, || xm.sqr()?.sum_all()?.affine(f64::from(present), 0.0))?;
+                        let h = bn(&conv1x1(x, &xm)?, expand_bn, &emask, *act, &t)?;
                         let cmask = emask.reshape((e_max, 1, 1))?;
                         let mut acc: Option<Tensor> = None;
                         for ((w, b), &sw) in kernels.iter().zip(&sel[*kernel]) {
                             if sw == 0.0 {
                                 continue;
                             }
-                            let wm = w.as_tensor().broadcast_mul(&cmask)?;
-                            l2.push(wm.sqr()?.sum_all()?.affine(f64::from(sw * present), 0.0)?);
+                            let wm = t(w).broadcast_mul(&cmask)?;
+                            push_l2(l2_on, l2, || wm.sqr()?.sum_all()?.affine(f64::from(sw * present), 0.0))?;
                             let d = depthwise_conv2d(&h, &wm, *stride)?;
-                            let d = activate(&bn(&d, b, &emask)?, *act)?;
+                            let d = bn(&d, b, &emask, *act, &t)?;
                             acc = Some(add_weighted(acc, &d, sw)?);
                         }
                         let mut h = acc.ok_or_else(|| candle_core::Error::msg("ib: no kernel"))?;
@@ -538,13 +559,13 @@ impl Supernet {
                                 out = Some(add_weighted(None, &h, off)?);
                             }
                             if on != 0.0 {
-                                let w1 = mask_kernel(s.w1.as_tensor(), &hmask, &emask)?;
-                                let w2 = mask_kernel(s.w2.as_tensor(), &emask, &hmask)?;
+                                let w1 = mask_kernel(&t(&s.w1), &hmask, &emask)?;
+                                let w2 = mask_kernel(&t(&s.w2), &emask, &hmask)?;
                                 let sw = f64::from(on * present);
-                                l2.push(w1.sqr()?.sum_all()?.affine(sw, 0.0)?);
-                                l2.push(w2.sqr()?.sum_all()?.affine(sw, 0.0)?);
-                                let b1 = s.b1.as_tensor().mul(&hmask)?;
-                                let b2 = s.b2.as_tensor().mul(&emask)?;
+                                push_l2(l2_on, l2, || w1.sqr()?.sum_all()?.affine(sw, 0.0))?;
+                                push_l2(l2_on, l2, || w2.sqr()?.sum_all()?.affine(sw, 0.0))?;
+                                let b1 = t(&s.b1).mul(&hmask)?;
+                                let b2 = t(&s.b2).mul(&emask)?;
                                 let pooled = h.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
                                 let z = conv1x1(&pooled, &w1)?
                                     .broadcast_add(&b1.reshape((1, hmax, 1, 1))?)?
@@ -558,16 +579,16 @@ impl Supernet {
                             }
                             h = out.ok_or_else(|| candle_core::Error::msg("se: no branch"))?;
                         }
-                        let pm = mask_kernel(proj.as_tensor(), &omask, &emask)?;
-                        l2.push(pm.sqr()?.sum_all()?.affine(f64::from(present), 0.0)?);
-                        bn(&conv1x1(&h, &pm)?, proj_bn, &omask)
+                        let pm = mask_kernel(&t(proj), &omask, &emask)?;
+                        push_l2(l2_on, l2, || pm.sqr()?.sum_all()?.affine(f64::from(present), 0.0))?;
+                        bn(&conv1x1(&h, &pm)?, proj_bn, &omask, Activation::None, &t)
                     };
                     residual(x, skip.is_some(), present, || body(&mut l2))?
                 }
                 Unit::Head { conv, bn: b, act, pool } => {
-                    let wm = mask_kernel(conv.as_tensor(), &omask, &imask)?;
-                    l2.push(wm.sqr()?.sum_all()?);
-                    let h = activate(&bn(&conv1x1(x, &wm)?, b, &omask)?, *act)?;
+                    let wm = mask_kernel(&t(conv), &omask, &imask)?;
+                    push_l2(l2_on, &mut l2, || wm.sqr()?.sum_all())?;
+                    let h = bn(&conv1x1(x, &wm)?, b, &omask, *act, &t)?;
                     if *pool {
                         pooled = true;
                         h.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?
@@ -584,7 +605,7 @@ impl Supernet {
         }
         let feats = x.flatten_from(1)?;
         let (w, b) = &self.classifier;
-        let logits = feats.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+        let logits = feats.matmul(&t(w).t()?)?.broadcast_add(&t(b))?;
         let l2 = match l2.len() {
             0 => Tensor::zeros((), DType::F32, dev)?,
             _ => Tensor::stack(&l2, 0)?.sum_all()?,

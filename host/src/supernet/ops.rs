@@ -6,7 +6,10 @@
 //!
 //! Every op is checked against Candle's native ops (forward and gradients) in this module's tests.
 
+use std::sync::{Arc, OnceLock};
+
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use latency_tables::Activation;
 use rayon::prelude::*;
 
 /// TF "SAME" padding for one spatial dimension: (output size, padding before).
@@ -234,27 +237,28 @@ pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor>
     x.contiguous()?.apply_op2(&w.contiguous()?, Depthwise { stride })
 }
 
-/// Training-mode batch norm: batch statistics per channel, then the affine transform.
-#[derive(Debug, Clone, Copy)]
+/// Training-mode batch norm with a fused activation: batch statistics per channel, the affine
+/// transform, then `act`. The forward keeps each channel's mean and 1/std for the backward.
+#[derive(Debug, Clone)]
 struct BatchNormTrain {
     eps: f64,
+    act: Activation,
+    /// Per channel (mean, 1/sqrt(var + eps)), written once by the forward.
+    stats: Arc<OnceLock<Vec<(f32, f32)>>>,
 }
 
-/// Mean and 1/sqrt(var + eps) of channel `c` over the batch (two passes, f64).
-fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize, eps: f64) -> (f64, f64) {
+/// Mean and 1/sqrt(var + eps) of channel `ch` over the batch: two passes, per-plane f32 sums
+/// (planes are at most a few thousand elements) accumulated in f64.
+fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize, eps: f64) -> (f32, f32) {
     let m = (n * hw) as f64;
-    let mut sum = 0f64;
-    for b in 0..n {
-        let p = (b * c + ch) * hw;
-        sum += x[p..p + hw].iter().map(|&v| f64::from(v)).sum::<f64>();
-    }
+    let plane = |b: usize| &x[(b * c + ch) * hw..(b * c + ch + 1) * hw];
+    let sum: f64 = (0..n).map(|b| f64::from(plane(b).iter().sum::<f32>())).sum();
     let mean = sum / m;
-    let mut sq = 0f64;
-    for b in 0..n {
-        let p = (b * c + ch) * hw;
-        sq += x[p..p + hw].iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>();
-    }
-    (mean, 1.0 / (sq / m + eps).sqrt())
+    let mf = mean as f32;
+    let sq: f64 = (0..n)
+        .map(|b| f64::from(plane(b).iter().map(|&v| (v - mf) * (v - mf)).sum::<f32>()))
+        .sum();
+    (mf, (1.0 / (sq / m + eps).sqrt()) as f32)
 }
 
 fn dims_nchw(d: &[usize]) -> Result<(usize, usize, usize)> {
@@ -262,6 +266,40 @@ fn dims_nchw(d: &[usize]) -> Result<(usize, usize, usize)> {
         [n, c, h, w] => Ok((n, c, h * w)),
         [n, c] => Ok((n, c, 1)),
         _ => bail!("batch norm: expected [N,C,H,W] or [N,C], got {d:?}"),
+    }
+}
+
+/// `act(z)` for the fused activations.
+#[inline(always)]
+fn act_fwd(act: Activation, z: f32) -> f32 {
+    match act {
+        Activation::Relu => z.max(0.0),
+        Activation::HSwish => z * (z + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0),
+        Activation::None => z,
+    }
+}
+
+/// `d act / dz` at `z` (ReLU: 0 at 0, as Candle's).
+#[inline(always)]
+fn act_grad(act: Activation, z: f32) -> f32 {
+    match act {
+        Activation::Relu => {
+            if z > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        Activation::HSwish => {
+            if z < -3.0 {
+                0.0
+            } else if z > 3.0 {
+                1.0
+            } else {
+                (2.0 * z + 3.0) * (1.0 / 6.0)
+            }
+        }
+        Activation::None => 1.0,
     }
 }
 
@@ -286,18 +324,21 @@ impl CustomOp3 for BatchNormTrain {
         if gamma.len() != c || beta.len() != c {
             bail!("batch norm: {c} channels but gamma/beta of {}/{}", gamma.len(), beta.len());
         }
-        let stats: Vec<(f64, f64)> =
+        let stats: Vec<(f32, f32)> =
             (0..c).into_par_iter().map(|ch| channel_stats(x, n, c, hw, ch, self.eps)).collect();
         let mut out = vec![0f32; x.len()];
+        let act = self.act;
         out.par_chunks_mut(hw).enumerate().for_each(|(plane, o)| {
             let ch = plane % c;
             let (mean, inv) = stats[ch];
-            let scale = (inv * f64::from(gamma[ch])) as f32;
-            let shift = (f64::from(beta[ch]) - mean * inv * f64::from(gamma[ch])) as f32;
+            let scale = inv * gamma[ch];
+            let shift = beta[ch] - mean * scale;
             for (ov, &xv) in o.iter_mut().zip(&x[plane * hw..(plane + 1) * hw]) {
-                *ov = xv * scale + shift;
+                *ov = act_fwd(act, xv * scale + shift);
             }
         });
+        // A second forward of the same op (never done by Candle) keeps the first statistics.
+        let _ = self.stats.set(stats);
         Ok((CpuStorage::F32(out), Shape::from(l1.dims())))
     }
 
@@ -305,48 +346,67 @@ impl CustomOp3 for BatchNormTrain {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
+        beta: &Tensor,
         _res: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, c, hw) = dims_nchw(x.dims())?;
-        let eps = self.eps;
+        let (eps, act) = (self.eps, self.act);
         let (dx, dgamma, dbeta) = with_data(x, "batch norm input", |xs| {
+            let stats: Vec<(f32, f32)> = match self.stats.get() {
+                Some(s) => s.clone(),
+                None => (0..c).map(|ch| channel_stats(xs, n, c, hw, ch, eps)).collect(),
+            };
             with_data(gamma, "batch norm gamma", |gs| {
-                with_data(dy, "batch norm gradient", |dys| {
-                    // Per channel: mean, inv std, Σdy, Σdy·x̂.
-                    let sums: Vec<(f64, f64, f64, f64)> = (0..c)
-                        .into_par_iter()
-                        .map(|ch| {
-                            let (mean, inv) = channel_stats(xs, n, c, hw, ch, eps);
-                            let (mut sdy, mut sdyx) = (0f64, 0f64);
-                            for b in 0..n {
-                                let p = (b * c + ch) * hw;
-                                for (&d, &v) in dys[p..p + hw].iter().zip(&xs[p..p + hw]) {
-                                    let d = f64::from(d);
-                                    sdy += d;
-                                    sdyx += d * (f64::from(v) - mean) * inv;
+                with_data(beta, "batch norm beta", |bs| {
+                    with_data(dy, "batch norm gradient", |dys| {
+                        // dz = dy · act'(z), z = x̂·γ + β; per channel Σdz and Σdz·x̂.
+                        let dz_at = |ch: usize, d: f32, v: f32| -> (f32, f32) {
+                            let (mean, inv) = stats[ch];
+                            let xhat = (v - mean) * inv;
+                            let dz = match act {
+                                Activation::None => d,
+                                _ => d * act_grad(act, xhat * gs[ch] + bs[ch]),
+                            };
+                            (dz, xhat)
+                        };
+                        let sums: Vec<(f64, f64)> = (0..c)
+                            .into_par_iter()
+                            .map(|ch| {
+                                let (mut sdz, mut sdzx) = (0f64, 0f64);
+                                for b in 0..n {
+                                    let p = (b * c + ch) * hw;
+                                    let (mut s1, mut s2) = (0f32, 0f32);
+                                    for (&d, &v) in dys[p..p + hw].iter().zip(&xs[p..p + hw]) {
+                                        let (dz, xhat) = dz_at(ch, d, v);
+                                        s1 += dz;
+                                        s2 += dz * xhat;
+                                    }
+                                    sdz += f64::from(s1);
+                                    sdzx += f64::from(s2);
                                 }
+                                (sdz, sdzx)
+                            })
+                            .collect();
+                        let m = (n * hw) as f64;
+                        let mut dx = vec![0f32; xs.len()];
+                        dx.par_chunks_mut(hw).enumerate().for_each(|(plane, o)| {
+                            let ch = plane % c;
+                            let (sdz, sdzx) = sums[ch];
+                            let k = gs[ch] * stats[ch].1;
+                            let (a, b) = ((sdz / m) as f32, (sdzx / m) as f32);
+                            let p = plane * hw;
+                            for ((ov, &d), &v) in
+                                o.iter_mut().zip(&dys[p..p + hw]).zip(&xs[p..p + hw])
+                            {
+                                let (dz, xhat) = dz_at(ch, d, v);
+                                *ov = k * (dz - a - xhat * b);
                             }
-                            (mean, inv, sdy, sdyx)
-                        })
-                        .collect();
-                    let m = (n * hw) as f64;
-                    let mut dx = vec![0f32; xs.len()];
-                    dx.par_chunks_mut(hw).enumerate().for_each(|(plane, o)| {
-                        let ch = plane % c;
-                        let (mean, inv, sdy, sdyx) = sums[ch];
-                        let k = f64::from(gs[ch]) * inv;
-                        let p = plane * hw;
-                        for ((ov, &d), &v) in o.iter_mut().zip(&dys[p..p + hw]).zip(&xs[p..p + hw])
-                        {
-                            let xhat = (f64::from(v) - mean) * inv;
-                            *ov = (k * (f64::from(d) - sdy / m - xhat * sdyx / m)) as f32;
-                        }
-                    });
-                    let dgamma: Vec<f32> = sums.iter().map(|s| s.3 as f32).collect();
-                    let dbeta: Vec<f32> = sums.iter().map(|s| s.2 as f32).collect();
-                    Ok((dx, dgamma, dbeta))
+                        });
+                        let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
+                        let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
+                        Ok((dx, dgamma, dbeta))
+                    })
                 })
             })
         })?;
@@ -363,7 +423,20 @@ impl CustomOp3 for BatchNormTrain {
 /// Multiplying `gamma` and `beta` by a 0/1 channel mask before the call gives the reference's
 /// `MaskedStatelessBatchNorm`: masked channels come out exactly 0 with zero γ/β gradients.
 pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
-    x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, BatchNormTrain { eps })
+    batch_norm_act(x, gamma, beta, eps, Activation::None)
+}
+
+/// [`batch_norm_train`] followed by `act`, in one pass forward and one backward (ReLU and
+/// h-swish of a masked channel are 0, so masked channels stay exactly 0).
+pub fn batch_norm_act(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    act: Activation,
+) -> Result<Tensor> {
+    let op = BatchNormTrain { eps, act, stats: Arc::new(OnceLock::new()) };
+    x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)
 }
 
 /// A 1×1 convolution as a batched matmul: x `[N, Cin, H, W]`, w `[Cout, Cin]` → `[N, Cout, H, W]`.

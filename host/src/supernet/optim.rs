@@ -17,7 +17,8 @@ pub fn cosine_lr(peak: f64, step: usize, warmup: usize, total: usize) -> f64 {
     0.5 * peak * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
 }
 
-/// The optimiser state: one mean-square and one momentum slot per variable, by name.
+/// The optimiser state: one mean-square and one momentum slot per variable, by name, kept as
+/// plain `f32` vectors and updated in one fused pass per variable.
 #[derive(Debug)]
 pub struct RmsProp {
     /// Decay of the mean square (0.9).
@@ -27,8 +28,12 @@ pub struct RmsProp {
     /// Epsilon inside the square root (1.0).
     pub eps: f64,
     vars: Vec<(String, Var)>,
-    ms: HashMap<String, Tensor>,
-    mom: HashMap<String, Tensor>,
+    ms: Vec<Vec<f32>>,
+    mom: Vec<Vec<f32>>,
+}
+
+fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
 }
 
 impl RmsProp {
@@ -38,32 +43,34 @@ impl RmsProp {
         let mut named: Vec<(String, Var)> =
             data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut ms = HashMap::new();
-        let mut mom = HashMap::new();
-        for (name, v) in &named {
-            ms.insert(name.clone(), v.ones_like()?);
-            mom.insert(name.clone(), v.zeros_like()?);
-        }
+        let ms = named.iter().map(|(_, v)| vec![1f32; v.elem_count()]).collect();
+        let mom = named.iter().map(|(_, v)| vec![0f32; v.elem_count()]).collect();
         Ok(RmsProp { rho: 0.9, momentum: 0.9, eps: 1.0, vars: named, ms, mom })
     }
 
-    /// One update with learning rate `lr`. Variables without a gradient are left alone.
+    /// One update with learning rate `lr`. A variable without a gradient (a branch the step's
+    /// architecture did not use) is updated with a zero gradient, as TensorFlow does: its mean
+    /// square decays and its momentum keeps moving it (tunas-spec §4.2).
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
-        for (name, var) in &self.vars {
-            // A variable's gradient is not detached by Candle (only intermediate nodes' are):
-            // when the variable feeds an op directly, its gradient still references the forward
-            // graph, and keeping it in the slots would keep every step's graph alive.
-            let Some(g) = grads.get(var.as_tensor()).map(Tensor::detach) else { continue };
-            let g = &g;
-            let (Some(ms), Some(mom)) = (self.ms.get_mut(name), self.mom.get_mut(name)) else {
-                continue;
+        let (rho, mu, eps, lr) = (self.rho as f32, self.momentum as f32, self.eps as f32, lr as f32);
+        for (((_, var), ms), mom) in self.vars.iter().zip(&mut self.ms).zip(&mut self.mom) {
+            let grad = match grads.get(var.as_tensor()) {
+                Some(g) => Some(to_vec(g)?),
+                None => None,
             };
-            let new_ms = ((&*ms * self.rho)? + (g.sqr()? * (1.0 - self.rho))?)?;
-            let step = (g * lr)?.div(&(&new_ms + self.eps)?.sqrt()?)?;
-            let new_mom = ((&*mom * self.momentum)? + step)?;
-            var.set(&var.as_tensor().sub(&new_mom)?)?;
-            *ms = new_ms;
-            *mom = new_mom;
+            if grad.is_none() && mom.iter().all(|&m| m == 0.0) {
+                // Zero gradient and zero momentum: only the mean square decays.
+                ms.iter_mut().for_each(|m| *m *= rho);
+                continue;
+            }
+            let mut w = to_vec(var.as_tensor())?;
+            for i in 0..w.len() {
+                let g = grad.as_ref().map_or(0.0, |g| g[i]);
+                ms[i] = rho * ms[i] + (1.0 - rho) * g * g;
+                mom[i] = mu * mom[i] + lr * g / (ms[i] + eps).sqrt();
+                w[i] -= mom[i];
+            }
+            var.set(&Tensor::from_vec(w, var.shape(), var.device())?)?;
         }
         Ok(())
     }
@@ -71,24 +78,33 @@ impl RmsProp {
     /// The slots as named tensors (`ms/NAME`, `mom/NAME`) for a checkpoint.
     pub fn state(&self) -> HashMap<String, Tensor> {
         let mut out = HashMap::new();
-        for (k, v) in &self.ms {
-            out.insert(format!("ms/{k}"), v.clone());
-        }
-        for (k, v) in &self.mom {
-            out.insert(format!("mom/{k}"), v.clone());
+        for (((name, var), ms), mom) in self.vars.iter().zip(&self.ms).zip(&self.mom) {
+            for (prefix, slot) in [("ms", ms), ("mom", mom)] {
+                if let Ok(t) = Tensor::from_vec(slot.clone(), var.shape(), var.device()) {
+                    out.insert(format!("{prefix}/{name}"), t);
+                }
+            }
         }
         out
     }
 
-    /// Restores the slots written by [`RmsProp::state`]; every slot must be present.
+    /// Restores the slots written by [`RmsProp::state`]; every slot must be present and of its
+    /// variable's size.
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        for (name, _) in &self.vars {
-            for (prefix, map) in [("ms", &mut self.ms), ("mom", &mut self.mom)] {
+        for (((name, var), ms), mom) in self.vars.iter().zip(&mut self.ms).zip(&mut self.mom) {
+            for (prefix, slot) in [("ms", ms), ("mom", mom)] {
                 let key = format!("{prefix}/{name}");
                 let t = state
                     .get(&key)
                     .ok_or_else(|| candle_core::Error::msg(format!("checkpoint lacks {key}")))?;
-                map.insert(name.clone(), t.clone());
+                if t.elem_count() != var.elem_count() {
+                    candle_core::bail!(
+                        "checkpoint slot {key} has {} values, the variable {}",
+                        t.elem_count(),
+                        var.elem_count()
+                    );
+                }
+                *slot = to_vec(t)?;
             }
         }
         Ok(())
