@@ -1,6 +1,7 @@
 //! Supernet step time: forward + backward + RMSProp update of the Candle supernet at one batch
-//! size, over the same sampled architectures the PyTorch twin (`scripts/bench/supernet_torch.py`)
-//! runs. Prints one table row per architecture and a summary with the median and peak RSS.
+//! size, and the forward-only (validation) pass, over the same sampled architectures the PyTorch
+//! twin (`scripts/bench/supernet_torch.py`) runs. Prints one table row per architecture and a
+//! summary with the medians and peak RSS.
 //!
 //! `cargo bench -p host --bench supernet -- [--batch 64] [--steps 5] [--archs 4] [--width 0.25]
 //!  [--space proxylessnas] [--dump spec.json]`; `scripts/bench/supernet.sh` runs both frameworks.
@@ -38,7 +39,7 @@ fn peak_rss_mb() -> f64 {
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +49,8 @@ fn main() -> anyhow::Result<()> {
     let width: f64 = arg("--width", 0.25);
     let space = SearchSpace::by_name(&arg("--space", "proxylessnas".to_string()))?;
     let dump: String = arg("--dump", String::new());
+    // `--eval-only 1`: time only the forward-only passes (for profiling them).
+    let eval_only: bool = arg("--eval-only", 0u8) == 1;
     let geometry =
         ProxyGeometry { input_hw: 32, in_channels: 1, classes: 10, width_multiplier: width };
     let dev = Device::Cpu;
@@ -79,14 +82,15 @@ fn main() -> anyhow::Result<()> {
         space.name,
         net.num_weights()
     );
-    println!("| framework | batch | arch | median step ms | median fwd ms |");
-    println!("|---|---|---|---|---|");
+    println!("| framework | batch | arch | median step ms | median fwd ms | median eval ms |");
+    println!("|---|---|---|---|---|---|");
     let mut all = Vec::new();
     let mut fwd_all = Vec::new();
+    let mut eval_all = Vec::new();
     for (a, d) in draws.iter().enumerate() {
         let mut times = Vec::new();
         let mut fwd = Vec::new();
-        for s in 0..=steps {
+        for s in 0..=if eval_only { 0 } else { steps } {
             let t0 = Instant::now();
             let out = net.forward(&x, &d.weights)?;
             let loss = (smoothed_cross_entropy(&out.logits, &y, 0.1)? + (out.l2 * 2e-5)?)?;
@@ -100,15 +104,27 @@ fn main() -> anyhow::Result<()> {
                 fwd.push(tf * 1e3);
             }
         }
-        let (m, f) = (median(&mut times.clone()), median(&mut fwd.clone()));
-        println!("| candle | {batch} | {a} | {m:.1} | {f:.1} |");
+        // Forward only (validation): no graph, no L2, logits read back.
+        let mut eval = Vec::new();
+        for s in 0..=if eval_only { 10 * steps } else { steps } {
+            let t0 = Instant::now();
+            let logits = net.forward_eval(&x, &d.weights)?;
+            let _ = logits.sum_all()?.to_scalar::<f32>()?;
+            if s > 0 {
+                eval.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let (m, f, e) = (median(&mut times.clone()), median(&mut fwd.clone()), median(&mut eval.clone()));
+        println!("| candle | {batch} | {a} | {m:.1} | {f:.1} | {e:.1} |");
         all.extend(times);
         fwd_all.extend(fwd);
+        eval_all.extend(eval);
     }
     println!(
-        "| candle | {batch} | all | {:.1} | {:.1} |\n\npeak RSS: {:.0} MB",
+        "| candle | {batch} | all | {:.1} | {:.1} | {:.1} |\n\npeak RSS: {:.0} MB",
         median(&mut all),
         median(&mut fwd_all),
+        median(&mut eval_all),
         peak_rss_mb()
     );
     Ok(())

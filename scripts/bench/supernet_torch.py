@@ -16,7 +16,8 @@ a skippable layer gives x + present·body(x); TF SAME padding; loss = label-smoo
 entropy + 2e-5 · Σ switch-weighted ‖masked kernel‖²; RMSprop(lr 0.01, α 0.9, momentum 0.9, ε 1).
 
 Per architecture: 1 warm-up step, then `--steps` timed steps; a step is forward + loss ("fwd"),
-backward, optimizer step, zero_grad. Medians are the element at len/2 of the sorted times, like
+backward, optimizer step, zero_grad; then 1 + `--steps` forward-only passes under
+torch.no_grad() ("eval", batch statistics as in training). Medians are the element at len/2 of the sorted times, like
 the Rust bench. `--check` verifies, on the first architecture, that the masked channels of every
 layer output are exactly zero and that the logits equal those of the plain network sliced to the
 selected widths, prints the logits shape and the loss, and exits.
@@ -445,9 +446,9 @@ def main():
             "limits that)",
             file=sys.stderr,
         )
-    print("| framework | batch | arch | median step ms | median fwd ms |")
-    print("|---|---|---|---|---|")
-    all_steps, all_fwd = [], []
+    print("| framework | batch | arch | median step ms | median fwd ms | median eval ms |")
+    print("|---|---|---|---|---|---|")
+    all_steps, all_fwd, all_eval = [], [], []
     for a, arch in enumerate(archs):
         steps, fwds = [], []
         for s in range(args.steps + 1):
@@ -464,10 +465,25 @@ def main():
             if s > 0:
                 steps.append(t * 1e3)
                 fwds.append(tf * 1e3)
-        print(f"| pytorch | {args.batch} | {a} | {median(steps):.1f} | {median(fwds):.1f} |", flush=True)
+        # Forward only (validation), torch.no_grad(); BN keeps batch statistics as in training.
+        evals = []
+        with torch.no_grad():
+            for s in range(args.steps + 1):
+                t0 = time.perf_counter()
+                logits, _ = net(x, arch)
+                float(logits.sum())
+                if s > 0:
+                    evals.append((time.perf_counter() - t0) * 1e3)
+        print(
+            f"| pytorch | {args.batch} | {a} | {median(steps):.1f} | {median(fwds):.1f} | {median(evals):.1f} |",
+            flush=True,
+        )
         all_steps += steps
         all_fwd += fwds
-    print(f"| pytorch | {args.batch} | all | {median(all_steps):.1f} | {median(all_fwd):.1f} |")
+        all_eval += evals
+    print(
+        f"| pytorch | {args.batch} | all | {median(all_steps):.1f} | {median(all_fwd):.1f} | {median(all_eval):.1f} |"
+    )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS: {rss:.0f} MB")
 

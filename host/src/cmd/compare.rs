@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::data::Dataset;
 use crate::runs::read_json;
-use crate::search::{default_rl_lr, RewardKind, SearchConfig, Stop};
+use crate::search::{default_lr, default_rl_lr, RewardKind, SearchConfig, Stop};
 use crate::space::SearchSpace;
 use crate::train::compare::{self, equal_compute_steps, CompareConfig};
 use crate::train::random::RandomConfig;
@@ -35,7 +35,7 @@ pub struct Cmd {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// TuNAS search steps per repeat.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = crate::search::QUICK_STEPS)]
     search_steps: usize,
     /// Cost exponent β of the absolute reward.
     #[arg(long, default_value_t = -0.10, allow_hyphen_values = true)]
@@ -91,8 +91,8 @@ impl Cmd {
         search.width_multiplier = self.width_multiplier;
         search.data = self.data.clone();
         search.validation_size = self.validation_size;
-        search.lr = 0.165 * self.batch_size as f64 / 256.0;
-        search.rl_lr = default_rl_lr(self.search_steps);
+        search.lr = default_lr(self.batch_size);
+        search.rl_lr = default_rl_lr(search.steps, search.delay());
         let mut train = TrainConfig::new(space.name, "");
         train.latency = self.latency.clone();
         train.data = self.data.clone();

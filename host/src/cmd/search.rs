@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::search::{self, default_rl_lr, RewardKind, SearchConfig, Stop};
+use crate::search::{self, default_lr, default_rl_lr, Baseline, RewardKind, SearchConfig, Stop};
 use crate::space::SearchSpace;
 
 /// Arguments of `tunas search`.
@@ -28,7 +28,7 @@ pub struct Cmd {
     /// Cost exponent β.
     #[arg(long, default_value_t = -0.10, allow_hyphen_values = true)]
     beta: f64,
-    /// Search steps (one architecture per step).
+    /// Search steps [default: 1000].
     #[arg(long, conflicts_with = "epochs")]
     steps: Option<usize>,
     /// Search length in epochs of the training split instead of steps.
@@ -49,13 +49,25 @@ pub struct Cmd {
     /// Images held out of the training split for the validation batches.
     #[arg(long, default_value_t = 2000)]
     validation_size: usize,
-    /// Peak learning rate of the shared weights [default: 0.165·batch/256, the reference's].
+    /// Peak learning rate of the shared weights [default: 0.1·√(batch/32)].
     #[arg(long)]
     lr: Option<f64>,
-    /// RL learning rate at the end of the delay [default: the reference's 0.0048 rescaled to the
-    /// same total RL step budget over this run's steps].
+    /// RL learning rate at the end of the delay [default: Σ lr over the RL steps = 60, see
+    /// README "Searching"].
     #[arg(long)]
     rl_lr: Option<f64>,
+    /// Architectures per RL step (K): each gets its own Q(α) on the step's validation batch and
+    /// the controller averages their gradients.
+    #[arg(long, default_value_t = 4)]
+    rl_archs: usize,
+    /// REINFORCE baseline: `leave-one-out` (the other K − 1 rewards of the step) or `ema` (the
+    /// reference's moving average).
+    #[arg(long, value_enum, default_value = "leave-one-out")]
+    baseline: Baseline,
+    /// Warmup and RL delay last at least this many steps (and at least 25% of the run, at most
+    /// half of it).
+    #[arg(long, default_value_t = search::QUICK_MIN_DELAY)]
+    min_delay_steps: usize,
     /// Steps between checkpoints.
     #[arg(long, default_value_t = 50)]
     checkpoint_every: usize,
@@ -95,8 +107,11 @@ impl Cmd {
             }
             (None, None) => cfg.steps,
         };
-        cfg.lr = self.lr.unwrap_or(0.165 * self.batch_size as f64 / 256.0);
-        cfg.rl_lr = self.rl_lr.unwrap_or_else(|| default_rl_lr(cfg.steps));
+        cfg.rl_archs = self.rl_archs;
+        cfg.baseline = self.baseline;
+        cfg.min_delay_steps = self.min_delay_steps;
+        cfg.lr = self.lr.unwrap_or_else(|| default_lr(self.batch_size));
+        cfg.rl_lr = self.rl_lr.unwrap_or_else(|| default_rl_lr(cfg.steps, cfg.delay()));
         Ok(cfg)
     }
 

@@ -60,6 +60,13 @@ pub trait LatencyModel {
 
     /// T(α) with per-layer contributions.
     fn breakdown(&self, arch: &Architecture) -> Result<Breakdown, LatencyError>;
+
+    /// T for fractional per-decision masks (op warmup averages the options of a decision), where
+    /// the model has a meaning for them: the reference applies its linear cost model to the
+    /// masks. `None` for models that can only price one choice per decision (a table of op keys).
+    fn masked_ms(&self, _masks: &[Vec<f64>]) -> Option<f64> {
+        None
+    }
 }
 
 /// Loads `pixel1` or a table file for `space`.

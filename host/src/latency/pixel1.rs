@@ -211,6 +211,10 @@ impl Pixel1CostModel {
 }
 
 impl LatencyModel for Pixel1CostModel {
+    fn masked_ms(&self, masks: &[Vec<f64>]) -> Option<f64> {
+        Some(self.masked(masks).total_ms)
+    }
+
     fn describe(&self) -> String {
         "pixel1 (TuNAS learned Pixel 1 cost model)".into()
     }

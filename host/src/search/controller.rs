@@ -220,39 +220,98 @@ impl Controller {
     /// One REINFORCE step for reward `reward` of `draw` at learning rate `lr` (0 during the
     /// RL delay: Adam still counts the step and accumulates its second moment, as the reference).
     pub fn update(&mut self, draw: &Draw, reward: f64, lr: f64) -> Update {
+        self.update_many(std::slice::from_ref(draw), &[reward], lr, Baseline::Ema)
+    }
+
+    /// One REINFORCE step over K architectures drawn in the same step (the reference's TPU
+    /// cores, tunas-spec §0): the EMA baseline folds in the mean reward; each architecture's
+    /// gradient uses its advantage against `baseline`; Adam steps along the mean of the K
+    /// gradients with its second moment fed the mean of their squares, as the reference's
+    /// cross-core Adam. Decisions that are inactive, or that warmup replaced, get no gradient.
+    /// The returned log-probability and advantage are the first architecture's.
+    pub fn update_many(
+        &mut self,
+        draws: &[Draw],
+        rewards: &[f64],
+        lr: f64,
+        baseline_kind: Baseline,
+    ) -> Update {
+        assert_eq!(draws.len(), rewards.len(), "one reward per draw");
+        let k = draws.len().max(1) as f64;
+        let mean_reward = rewards.iter().sum::<f64>() / k;
         let (num, den) = self.baseline;
         let (num, den) = (
-            BASELINE_MOMENTUM * num + (1.0 - BASELINE_MOMENTUM) * reward,
+            BASELINE_MOMENTUM * num + (1.0 - BASELINE_MOMENTUM) * mean_reward,
             BASELINE_MOMENTUM * den + (1.0 - BASELINE_MOMENTUM),
         );
         self.baseline = (num, den);
         let baseline = num / den;
-        let advantage = reward - baseline;
-        let entropy = self.entropy(&draw.weights);
+        let advantages: Vec<f64> = rewards
+            .iter()
+            .map(|&r| match baseline_kind {
+                Baseline::LeaveOneOut if rewards.len() > 1 => {
+                    r - (mean_reward * k - r) / (k - 1.0)
+                }
+                _ => r - baseline,
+            })
+            .collect();
+        let entropy = self.entropy(&draws[0].weights);
         let mut log_prob = 0.0;
         self.adam_t += 1;
         let lr_eff = lr * (1.0 - ADAM_BETA2.powf(self.adam_t as f64)).sqrt();
         for d in 0..self.decisions.len() {
-            let active = self.active(d, &draw.weights);
             let p = self.probs(d);
-            if active {
-                log_prob += p[draw.sampled[d]].ln();
-            }
-            for (i, pi) in p.iter().enumerate() {
-                // d(−adv·log π)/dθ_i = −adv·(1[i = c] − p_i); zero for inactive decisions.
-                let g = if active {
+            let mut mean_g = vec![0.0; p.len()];
+            let mut mean_g2 = vec![0.0; p.len()];
+            for (j, (draw, &adv)) in draws.iter().zip(&advantages).enumerate() {
+                let counts = self.active(d, &draw.weights) && !draw.replaced[d];
+                if counts && j == 0 {
+                    log_prob += p[draw.sampled[d]].ln();
+                }
+                if !counts {
+                    continue;
+                }
+                for (i, pi) in p.iter().enumerate() {
+                    // d(−adv·log π)/dθ_i = −adv·(1[i = c] − p_i).
                     let onehot = if i == draw.sampled[d] { 1.0 } else { 0.0 };
-                    -advantage * (onehot - pi)
-                } else {
-                    0.0
-                };
+                    let g = -adv * (onehot - pi);
+                    mean_g[i] += g / k;
+                    mean_g2[i] += g * g / k;
+                }
+            }
+            for i in 0..p.len() {
                 let v = &mut self.adam_v[d][i];
-                *v = ADAM_BETA2 * *v + (1.0 - ADAM_BETA2) * g * g;
-                self.logits[d][i] -= lr_eff * g / (v.sqrt() + ADAM_EPS);
+                *v = ADAM_BETA2 * *v + (1.0 - ADAM_BETA2) * mean_g2[i];
+                self.logits[d][i] -= lr_eff * mean_g[i] / (v.sqrt() + ADAM_EPS);
             }
         }
-        Update { baseline, advantage, log_prob, entropy }
+        Update { baseline, advantage: advantages[0], log_prob, entropy }
     }
+
+    /// The largest probability of every decision (how decided the policy is).
+    pub fn top_probs(&self) -> Vec<f64> {
+        (0..self.decisions.len())
+            .map(|d| self.probs(d).into_iter().fold(0.0, f64::max))
+            .collect()
+    }
+
+    /// Entropy of the whole policy (every decision counted).
+    pub fn total_entropy(&self) -> f64 {
+        (0..self.decisions.len())
+            .map(|d| -self.probs(d).iter().filter(|&&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>())
+            .sum()
+    }
+}
+
+/// What each architecture's REINFORCE advantage is measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Baseline {
+    /// The reference's zero-debiased EMA (momentum 0.95) of the step's mean reward.
+    Ema,
+    /// The mean reward of the step's other K − 1 architectures (unbiased; with the K sharing one
+    /// validation batch, the batch's difficulty cancels). The EMA is still kept and logged.
+    LeaveOneOut,
 }
 
 /// The per-decision weights of a fixed architecture: one-hot of each index.

@@ -1,7 +1,8 @@
-//! The TuNAS search loop (tunas-spec §0): per step, draw α from the controller (with op and
-//! filter warmup), price it with the latency model at deployment geometry, train the supernet
-//! on a training batch, measure Q(α) on a validation batch 4× larger, and update the controller
-//! with the reward `Q + β·|T(α)/T0 − 1|` (or `mnas`, `mnas-hard`).
+//! The TuNAS search loop (tunas-spec §0): per step, draw K architectures α from the controller
+//! (with op and filter warmup), price each with the latency model at deployment geometry, train
+//! the supernet on a training batch with the first, measure every Q(α) on one validation batch
+//! 4× larger (forward only), and update the controller with the mean REINFORCE gradient of the
+//! rewards `Q + β·|T(α)/T0 − 1|` (or `mnas`, `mnas-hard`).
 //!
 //! A run lives in a directory: `config.json`, `steps.jsonl`, `checkpoint/` (weights, optimiser
 //! slots, controller, step), `final.json` and SVG plots. Every random draw is a pure function of
@@ -12,11 +13,12 @@ mod plot;
 mod run;
 
 pub use controller::{
-    decision_infos, one_hot_selection, rl_learning_rate, warmup_probability, Controller,
-    DecisionInfo, Draw, RewardKind, Update,
+    decision_infos, one_hot_selection, rl_learning_rate, warmup_probability, Baseline,
+    Controller, DecisionInfo, Draw, RewardKind, Update,
 };
 pub use plot::{line_svg, scatter_svg};
 pub use run::{
-    default_rl_lr, evaluate_one_shot, read_steps, resume, start, Interrupt, Outcome, RunDir,
-    SearchConfig, StepRecord, Stop, DEPLOYMENT_RESOLUTION, MAX_DEFAULT_RL_LR,
+    default_lr, default_rl_lr, delay_steps, evaluate_one_shot, read_steps, resume, start,
+    Interrupt, Outcome, RunDir, SearchConfig, SlopeStats, StepRecord, Stop,
+    DEPLOYMENT_RESOLUTION, EXPECTED_EVERY, QUICK_MIN_DELAY, QUICK_STEPS, RL_LOGIT_BUDGET,
 };

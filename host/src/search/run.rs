@@ -10,8 +10,8 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::controller::{
-    decision_infos, one_hot_selection, rl_learning_rate, warmup_probability, Controller, Draw,
-    RewardKind,
+    decision_infos, one_hot_selection, rl_learning_rate, warmup_probability, Baseline,
+    Controller, Draw, RewardKind,
 };
 use super::plot::line_svg;
 use crate::data::{self, Batcher, Dataset, ImageSet};
@@ -69,6 +69,26 @@ pub struct SearchConfig {
     pub lr_warmup_fraction: f64,
     /// Steps between checkpoints.
     pub checkpoint_every: usize,
+    /// Architectures drawn per RL step (K): each is priced and gets its own Q(α) on the step's
+    /// validation batch; the controller averages their REINFORCE gradients. The first also
+    /// trains the supernet.
+    #[serde(default = "one")]
+    pub rl_archs: usize,
+    /// Warmup and RL delay last at least this many steps (at most half the run), so the supernet
+    /// leaves the ln 10 loss plateau before sampling takes over.
+    #[serde(default)]
+    pub min_delay_steps: usize,
+    /// The REINFORCE baseline.
+    #[serde(default = "ema")]
+    pub baseline: Baseline,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn ema() -> Baseline {
+    Baseline::Ema
 }
 
 impl SearchConfig {
@@ -80,26 +100,30 @@ impl SearchConfig {
             target_ms: 84.0,
             reward: RewardKind::Abs,
             beta: -0.10,
-            steps: 400,
+            steps: QUICK_STEPS,
             batch_size: 32,
             validation_multiplier: 4,
             width_multiplier: 0.25,
             seed: 0,
             data: "fashion-mnist".into(),
             validation_size: 2_000,
-            lr: 0.165 * 32.0 / 256.0,
-            rl_lr: default_rl_lr(400),
+            lr: default_lr(32),
+            rl_lr: default_rl_lr(QUICK_STEPS, quick_delay(QUICK_STEPS)),
             weight_decay: 4e-5,
             label_smoothing: 0.1,
             warmup_fraction: 0.25,
             lr_warmup_fraction: 0.025,
             checkpoint_every: 50,
+            rl_archs: 4,
+            min_delay_steps: QUICK_MIN_DELAY,
+            baseline: Baseline::LeaveOneOut,
         }
     }
 
-    /// Steps of warmup and RL delay.
+    /// Steps of warmup and RL delay: `warmup_fraction` of the run, at least `min_delay_steps`
+    /// (but never more than half the run).
     pub fn delay(&self) -> usize {
-        (self.warmup_fraction * self.steps as f64) as usize
+        delay_steps(self.steps, self.warmup_fraction, self.min_delay_steps)
     }
 
     fn check(&self) -> Result<()> {
@@ -125,21 +149,68 @@ impl SearchConfig {
         if self.checkpoint_every == 0 {
             return bad("checkpoint_every must be positive");
         }
+        if self.rl_archs == 0 || self.rl_archs > 64 {
+            return bad(&format!("rl_archs must be in 1..=64, got {}", self.rl_archs));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) || !(self.rl_lr.is_finite() && self.rl_lr >= 0.0)
+        {
+            return bad(&format!(
+                "lr must be positive and rl_lr non-negative, got {} and {}",
+                self.lr, self.rl_lr
+            ));
+        }
         Ok(())
     }
 }
 
-/// The reference's RL rate (0.0048 at the end of the delay over 20,288 RL steps) rescaled so a
-/// run of `steps` steps takes the same total RL step budget Σ lr(t), capped at
-/// [`MAX_DEFAULT_RL_LR`]: Adam moves each logit by about lr per step whatever the gradient's
-/// size, so short runs with the full budget freeze the policy on its first noisy samples.
-pub fn default_rl_lr(steps: usize) -> f64 {
-    let rl_steps = steps - (0.25 * steps as f64) as usize;
-    (0.0048 * 20_288.0 / rl_steps.max(1) as f64).min(MAX_DEFAULT_RL_LR)
+/// Steps of the quick default.
+pub const QUICK_STEPS: usize = 1000;
+
+/// Minimum delay of the quick default (steps).
+pub const QUICK_MIN_DELAY: usize = 250;
+
+fn quick_delay(steps: usize) -> usize {
+    delay_steps(steps, 0.25, QUICK_MIN_DELAY)
 }
 
-/// Cap of [`default_rl_lr`].
-pub const MAX_DEFAULT_RL_LR: f64 = 0.05;
+/// Warmup/RL delay of a run: `fraction` of its steps, at least `min_steps`, at most half.
+pub fn delay_steps(steps: usize, fraction: f64, min_steps: usize) -> usize {
+    let d = (fraction * steps as f64) as usize;
+    if d >= min_steps {
+        d
+    } else {
+        min_steps.min(steps / 2).max(d)
+    }
+}
+
+/// Peak learning rate of the shared weights at batch `b`: 0.1 at batch 32, scaled with
+/// √(b/32). The reference's linear rule (0.165·b/256 = 0.021 at 32) is tuned for 27k steps of
+/// batch 4096; at a few thousand small steps a fixed network needs ~50 steps at that rate to
+/// leave the ln 10 plateau, and the supernet, with paths changing every step, does not leave
+/// it at all before sampling starts (issue 11). 0.1 trains a fixed ProxylessNAS-Mobile to 78%
+/// in 400 steps and the supernet's uniformly sampled paths to Q ≈ 0.65 in 1000.
+pub fn default_lr(batch: usize) -> f64 {
+    0.1 * (batch as f64 / 32.0).sqrt()
+}
+
+/// Logit budget of the default RL rate: Σ lr(t) over the RL steps.
+///
+/// Adam (β1 = 0) moves a logit by about `lr · E[g]/rms(g)` per step along its signal and
+/// `lr/√K` at random (K architectures per step, second moment from the mean square). A
+/// decision's signal-to-noise ratio per architecture is small: it changes T(α) by 1–3% (a
+/// reward change of 0.001–0.003 at β = −0.1) against reward noise of ~0.03 (other decisions'
+/// latency, Q on 128 images; the K share the batch), so E[g]/rms(g) ≈ 0.05–0.1. Settling a
+/// decision takes a logit gap of ~4–5 (top probability ≥ 0.98 for 2–7 choices), so Σ lr ≈ 60;
+/// the random walk then reaches √(Σ lr²)/√K ≈ 1.5 over 750 steps, well below the drift.
+pub const RL_LOGIT_BUDGET: f64 = 60.0;
+
+/// The RL rate at the end of the delay such that Σ lr(t) over the `steps − delay` RL steps
+/// (growing ×10, tunas-spec §3.5) is [`RL_LOGIT_BUDGET`].
+pub fn default_rl_lr(steps: usize, delay: usize) -> f64 {
+    let n = steps.saturating_sub(delay).max(1) as f64;
+    // Σ_{t<n} 10^(t/n) ≈ n·9/ln 10.
+    RL_LOGIT_BUDGET / (n * 9.0 / std::f64::consts::LN_10)
+}
 
 /// One line of `steps.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,10 +235,63 @@ pub struct StepRecord {
     pub lr: f64,
     /// Warmup probability p(t).
     pub warmup_p: f64,
-    /// α as priced (indices).
+    /// α as priced (indices; the first of the step's K architectures).
     pub arch: String,
     /// Wall seconds of the step.
     pub seconds: f64,
+    /// Q(α) of each of the step's K architectures (`q` is their mean).
+    #[serde(default)]
+    pub qs: Vec<f64>,
+    /// T(α) of each of the K (`latency_ms` is their mean).
+    #[serde(default)]
+    pub latencies_ms: Vec<f64>,
+    /// T of the policy's argmax architecture after this step's update.
+    #[serde(default)]
+    pub argmax_ms: Option<f64>,
+    /// E[T] under the policy (Monte Carlo), every [`EXPECTED_EVERY`] steps.
+    #[serde(default)]
+    pub expected_ms: Option<f64>,
+    /// Entropy of the whole policy (every decision).
+    #[serde(default)]
+    pub policy_entropy: Option<f64>,
+    /// Running estimate of Q's slope in ln T(α) from the K architectures of each RL step.
+    #[serde(default)]
+    pub q_slope: Option<f64>,
+}
+
+/// Steps between Monte Carlo estimates of E[T] in the log.
+pub const EXPECTED_EVERY: usize = 10;
+
+/// Q's slope in ln T(α), estimated within steps (the K architectures share one validation
+/// batch, so the batch's difficulty cancels) and averaged with an EMA.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlopeStats {
+    /// EMA of Σ (Q − Q̄)(ln T − mean ln T).
+    pub sxy: f64,
+    /// EMA of Σ (ln T − mean ln T)².
+    pub sxx: f64,
+}
+
+impl SlopeStats {
+    const MOMENTUM: f64 = 0.99;
+
+    fn add(&mut self, qs: &[f64], ts: &[f64]) {
+        let k = qs.len() as f64;
+        if qs.len() < 2 {
+            return;
+        }
+        let lt: Vec<f64> = ts.iter().map(|t| t.ln()).collect();
+        let (mq, ml) = (qs.iter().sum::<f64>() / k, lt.iter().sum::<f64>() / k);
+        let sxy: f64 = qs.iter().zip(&lt).map(|(q, l)| (q - mq) * (l - ml)).sum();
+        let sxx: f64 = lt.iter().map(|l| (l - ml).powi(2)).sum();
+        self.sxy = Self::MOMENTUM * self.sxy + (1.0 - Self::MOMENTUM) * sxy;
+        self.sxx = Self::MOMENTUM * self.sxx + (1.0 - Self::MOMENTUM) * sxx;
+    }
+
+    /// dQ / d ln T, when there is data.
+    pub fn slope(&self) -> Option<f64> {
+        (self.sxx > 0.0).then(|| self.sxy / self.sxx)
+    }
 }
 
 /// Why a run stopped.
@@ -212,6 +336,8 @@ impl RunDir {
 struct CheckpointState {
     step: usize,
     controller: Controller,
+    #[serde(default)]
+    slope: SlopeStats,
 }
 
 struct Session {
@@ -228,6 +354,8 @@ struct Session {
     step: usize,
     device: Device,
     order: EpochOrder,
+    slope: SlopeStats,
+    warned_slope: bool,
 }
 
 impl Session {
@@ -264,6 +392,8 @@ impl Session {
             step: 0,
             device,
             order,
+            slope: SlopeStats::default(),
+            warned_slope: false,
         })
     }
 
@@ -275,6 +405,33 @@ impl Session {
         Ok(self.model.latency_ms(&self.arch(indices)?)?)
     }
 
+    /// T(α) of a draw: under op warmup the mask-weighted cost where the model prices fractional
+    /// masks (the reference applies its linear model to the masks), else the effective choices.
+    fn priced(&self, draw: &Draw) -> Result<f64> {
+        if draw.replaced.iter().any(|&r| r) {
+            let masks: Vec<Vec<f64>> = draw
+                .weights
+                .iter()
+                .map(|w| w.iter().map(|&v| f64::from(v)).collect())
+                .collect();
+            if let Some(t) = self.model.masked_ms(&masks) {
+                return Ok(t);
+            }
+        }
+        self.latency(&draw.effective)
+    }
+
+    /// Monte Carlo E[T] and its standard deviation under the current policy (no warmup).
+    fn expected_latency(&self, samples: usize, rng: &mut Rng) -> Result<(f64, f64)> {
+        let ts = (0..samples)
+            .map(|_| self.latency(&self.controller.draw(rng, 0.0).sampled))
+            .collect::<Result<Vec<f64>>>()?;
+        let n = ts.len().max(1) as f64;
+        let mean = ts.iter().sum::<f64>() / n;
+        let var = ts.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        Ok((mean, var.sqrt()))
+    }
+
     /// One step; `Ok(None)` when the loss is not finite (nothing is updated).
     fn step(&mut self) -> Result<Option<StepRecord>> {
         let t0 = Instant::now();
@@ -282,13 +439,22 @@ impl Session {
         let step = self.step;
         let delay = cfg.delay();
         let p = warmup_probability(step, delay);
-        let draw: Draw = self.controller.draw(&mut rng_for(cfg.seed, "policy", step), p);
-        let latency_ms = self.latency(&draw.effective)?;
+        // During the delay the controller does not move (RL rate 0): one architecture is enough
+        // for the log, the baseline and Adam's second moment.
+        let k = if step < delay { 1 } else { cfg.rl_archs.max(1) };
+        let draws: Vec<Draw> = (0..k)
+            .map(|j| {
+                let purpose = if j == 0 { "policy".to_string() } else { format!("policy{j}") };
+                self.controller.draw(&mut rng_for(cfg.seed, &purpose, step), p)
+            })
+            .collect();
+        let latencies = draws.iter().map(|d| self.priced(d)).collect::<Result<Vec<f64>>>()?;
 
+        // The supernet trains on the first architecture.
         let idx = self.order.indices(step, cfg.batch_size);
         let mut flip = rng_for(cfg.seed, "flip", step);
         let (x, y) = self.batcher.batch(&self.train, &idx, Some(&mut flip), &self.device)?;
-        let out = self.net.forward(&x, &draw.weights)?;
+        let out = self.net.forward(&x, &draws[0].weights)?;
         let ce = smoothed_cross_entropy(&out.logits, &y, cfg.label_smoothing)?;
         let loss = (ce + (out.l2 * (cfg.weight_decay / 2.0))?)?;
         let loss_value = f64::from(loss.to_scalar::<f32>()?);
@@ -297,13 +463,17 @@ impl Session {
         }
         let grads = loss.backward()?;
 
-        // Q(α) with the pre-update weights (tunas-spec §4.6), batch statistics of its own batch.
+        // Q(α) of every architecture with the pre-update weights (tunas-spec §4.6), all on one
+        // validation batch, forward only, batch statistics of that batch.
         let mut vr = rng_for(cfg.seed, "validation", step);
         let vidx: Vec<usize> = (0..cfg.batch_size * cfg.validation_multiplier)
             .map(|_| vr.below(self.val.len()))
             .collect();
         let (vx, vy) = self.batcher.batch(&self.val, &vidx, None, &self.device)?;
-        let q = accuracy(&self.net.forward(&vx, &draw.weights)?.logits, &vy)?;
+        let qs = draws
+            .iter()
+            .map(|d| Ok(accuracy(&self.net.forward_eval(&vx, &d.weights)?, &vy)?))
+            .collect::<Result<Vec<f64>>>()?;
 
         let lr = cosine_lr(
             cfg.lr,
@@ -312,28 +482,63 @@ impl Session {
             cfg.steps,
         );
         self.opt.step(&grads, lr)?;
-        let reward = cfg.reward.reward(q, latency_ms, cfg.target_ms, cfg.beta);
+        drop(grads);
+        let rewards: Vec<f64> = qs
+            .iter()
+            .zip(&latencies)
+            .map(|(&q, &t)| cfg.reward.reward(q, t, cfg.target_ms, cfg.beta))
+            .collect();
         let rl_lr = rl_learning_rate(cfg.rl_lr, step, delay, cfg.steps);
-        let upd = self.controller.update(&draw, reward, rl_lr);
+        let upd = self.controller.update_many(&draws, &rewards, rl_lr, cfg.baseline);
+        if step >= delay {
+            self.slope.add(&qs, &latencies);
+        }
+        let q_slope = self.slope.slope();
+        if let Some(sl) = q_slope {
+            if step >= delay + 100 && sl >= 0.8 * cfg.beta.abs() && !self.warned_slope {
+                self.warned_slope = true;
+                eprintln!(
+                    "search: warning: Q(α) rises by {sl:.3} per unit of ln T(α), close to or above |β| = {:.3}: the reward's optimum moves above T0; a larger |β| (--beta) keeps it at T0",
+                    cfg.beta.abs()
+                );
+            }
+        }
+        let argmax_ms = self.latency(&self.controller.argmax())?;
+        let expected_ms = if (step + 1) % EXPECTED_EVERY == 0 {
+            Some(self.expected_latency(64, &mut rng_for(cfg.seed, "expected", step))?.0)
+        } else {
+            None
+        };
+        let k = k as f64;
         self.step += 1;
         Ok(Some(StepRecord {
             step,
             loss: loss_value,
-            q,
-            latency_ms,
-            reward,
+            q: qs.iter().sum::<f64>() / k,
+            latency_ms: latencies.iter().sum::<f64>() / k,
+            reward: rewards.iter().sum::<f64>() / k,
             baseline: upd.baseline,
             entropy: upd.entropy,
             rl_lr,
             lr,
             warmup_p: p,
-            arch: self.arch(&draw.effective)?.to_string(),
+            arch: self.arch(&draws[0].effective)?.to_string(),
             seconds: t0.elapsed().as_secs_f64(),
+            qs,
+            latencies_ms: latencies,
+            argmax_ms: Some(argmax_ms),
+            expected_ms,
+            policy_entropy: Some(self.controller.total_entropy()),
+            q_slope,
         }))
     }
 
     fn save_checkpoint(&self) -> Result<()> {
-        let state = CheckpointState { step: self.step, controller: self.controller.clone() };
+        let state = CheckpointState {
+            step: self.step,
+            controller: self.controller.clone(),
+            slope: self.slope,
+        };
         save_checkpoint(
             &self.dir.path,
             &var_tensors(self.net.vars())?,
@@ -359,6 +564,7 @@ impl Session {
         }
         self.controller = state.controller;
         self.step = state.step;
+        self.slope = state.slope;
         Ok(())
     }
 
@@ -398,8 +604,12 @@ impl Session {
             progress.advance(
                 1,
                 &format!(
-                    "loss {:.3} Q {:.3} T {:.1} ms reward {:.3} H {:.1}",
-                    rec.loss, rec.q, rec.latency_ms, rec.reward, rec.entropy
+                    "loss {:.3} Q {:.3} T {:.1} ms argmax T {:.1} ms H {:.1}",
+                    rec.loss,
+                    rec.q,
+                    rec.latency_ms,
+                    rec.argmax_ms.unwrap_or(f64::NAN),
+                    rec.policy_entropy.unwrap_or(f64::NAN)
                 ),
             );
             if self.step % self.cfg.checkpoint_every == 0 && self.step < self.cfg.steps {
@@ -445,6 +655,20 @@ impl Session {
             })
             .collect();
         let t = breakdown.total_ms;
+        let (expected, expected_sd) =
+            self.expected_latency(1000, &mut rng_for(self.cfg.seed, "expected-final", self.step))?;
+        let top = self.controller.top_probs();
+        let n = top.len().max(1) as f64;
+        let policy = serde_json::json!({
+            "expected_latency_ms": expected,
+            "expected_latency_sd_ms": expected_sd,
+            "argmax_latency_ms": t,
+            "entropy": self.controller.total_entropy(),
+            "mean_top_probability": top.iter().sum::<f64>() / n,
+            "min_top_probability": top.iter().copied().fold(1.0, f64::min),
+            "decisions_below_0_9": top.iter().filter(|&&p| p < 0.9).count(),
+            "top_probabilities": top,
+        });
         let report = serde_json::json!({
             "space": self.space.name,
             "indices": arch.to_string(),
@@ -457,6 +681,9 @@ impl Session {
             "one_shot_validation_accuracy": val_acc,
             "validation_images": self.val.len(),
             "steps": self.step,
+            "rl_archs": self.cfg.rl_archs,
+            "policy": policy,
+            "q_slope_ln_t": self.slope.slope(),
             "logits": self.controller.logits,
         });
         write_atomic(&self.dir.file("final.json"), &serde_json::to_string_pretty(&report)?)?;
@@ -476,7 +703,11 @@ impl Session {
                 "latency.svg",
                 "T(α) of the sampled architectures (target dashed)",
                 "ms",
-                vec![("T(α)", series(&|r| r.latency_ms))],
+                vec![
+                    ("T(α)", series(&|r| r.latency_ms)),
+                    ("argmax T", opt_series(&recs, &|r| r.argmax_ms)),
+                    ("E[T]", opt_series(&recs, &|r| r.expected_ms)),
+                ],
                 Some(t0),
             ),
             (
@@ -488,9 +719,12 @@ impl Session {
             ),
             (
                 "entropy.svg",
-                "policy entropy",
+                "policy entropy (active decisions of the sample; all decisions)",
                 "nats",
-                vec![("entropy", series(&|r| r.entropy))],
+                vec![
+                    ("entropy", series(&|r| r.entropy)),
+                    ("policy entropy", opt_series(&recs, &|r| r.policy_entropy)),
+                ],
                 None,
             ),
             (
@@ -506,6 +740,11 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// The points of an optional field (steps where it is absent are left out).
+fn opt_series(recs: &[StepRecord], f: &dyn Fn(&StepRecord) -> Option<f64>) -> Vec<(f64, f64)> {
+    recs.iter().filter_map(|r| f(r).map(|v| (r.step as f64, v))).collect()
 }
 
 /// One plot: file name, title, y label, named series, optional reference line.
@@ -526,7 +765,7 @@ pub fn evaluate_one_shot(
         let end = (start + batch).min(set.len());
         let idx: Vec<usize> = (start..end).collect();
         let (x, y) = batcher.batch(set, &idx, None, net.device())?;
-        hits += accuracy(&net.forward(&x, weights)?.logits, &y)? * (end - start) as f64;
+        hits += accuracy(&net.forward_eval(&x, weights)?, &y)? * (end - start) as f64;
         start = end;
     }
     Ok(hits / set.len().max(1) as f64)
@@ -590,6 +829,8 @@ mod tests {
             checkpoint_every: 3,
             rl_lr: 0.5,
             warmup_fraction: 0.25,
+            min_delay_steps: 0,
+            rl_archs: 2,
             seed: 11,
             ..SearchConfig::quick()
         }

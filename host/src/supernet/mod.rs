@@ -111,6 +111,36 @@ mod tests {
         }
     }
 
+    /// Why proxy channels are `max(1, round(c·m))` and not `scale_filters(c, m)` (multiples of
+    /// 8, at least 8): at the default ×0.25 the reference rounding merges most filter choices.
+    #[test]
+    fn proxy_channels_keep_filter_choices_apart_where_scale_filters_merges_them() {
+        use crate::space::{scale_filters, DecisionKind};
+        let g = ProxyGeometry {
+            input_hw: 32,
+            in_channels: 1,
+            classes: 10,
+            width_multiplier: 0.25,
+        };
+        let (mut choices, mut ours, mut reference) = (0, 0, 0);
+        for name in space_names() {
+            let space = SearchSpace::by_name(name).unwrap();
+            for d in &space.decisions {
+                let DecisionKind::Filters(v) = &d.kind else { continue };
+                let distinct = |f: &dyn Fn(u32) -> usize| {
+                    let mut w: Vec<usize> = v.iter().map(|&c| f(c)).collect();
+                    w.dedup();
+                    w.len()
+                };
+                choices += v.len();
+                ours += distinct(&|c| g.channels(c));
+                reference += distinct(&|c| scale_filters(f64::from(c), 0.25) as usize);
+            }
+        }
+        assert_eq!(ours, choices, "every filter choice keeps its own proxy width");
+        assert!(2 * reference < choices, "scale_filters keeps {reference} of {choices} apart");
+    }
+
     #[test]
     fn smoothed_cross_entropy_matches_the_formula() {
         let logits = Tensor::new(&[[2.0f32, 0.0, -1.0]], &Device::Cpu).unwrap();

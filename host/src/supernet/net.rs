@@ -1,7 +1,8 @@
 //! The weight-sharing supernet of a search space (tunas-spec §4.3–4.6), at proxy geometry.
 //!
 //! - Shared 1×1 expansion and projection convs (+ BN) across kernel sizes and SE; one depthwise
-//!   conv + BN per kernel size; one SE weight set per layer; one stem kernel per kernel choice.
+//!   conv + BN per kernel size; one SE weight set per layer; one stem kernel per kernel choice;
+//!   one complete separable conv (depthwise + BN + act, pointwise + BN) per kernel choice.
 //! - Expansion ratios and output filters are channel masks on one max-size kernel; BN is
 //!   stateless (batch statistics) and masked after normalisation (γ, β multiplied by the mask).
 //! - A switch sums its enabled branches weighted by the decision's weights: one-hot normally,
@@ -10,7 +11,10 @@
 //! Proxy geometry: the network runs at the dataset's resolution with every channel count scaled
 //! by the width multiplier (`proxy(c) = max(1, round(c·m))`, applied to the deployment channel
 //! counts, so expansion and SE sizes follow the reference rounding first) and with the first
-//! stride-2 layers made stride 1 until the last stage is at least 2×2.
+//! stride-2 layers made stride 1 until the last stage is at least 2×2. The proxy counts are not
+//! rounded again to multiples of 8 as the reference's `scale_filters` would: at ×0.25 that maps
+//! all four stem choices {8, 16, 24, 32} to 8 channels and six block-3 choices {16 … 64} to
+//! {8, 8, 8, 8, 16, 16}, so Q(α) could not tell most filter choices apart (tested below).
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarMap;
@@ -77,14 +81,14 @@ enum Unit {
         stride: usize,
         act: Activation,
     },
+    /// One complete separable conv per kernel choice (depthwise + BN + act, pointwise + BN),
+    /// switched as a whole (tunas-spec §4.3: the separable conv is not collapsed).
     Sep {
-        kernels: Vec<(Var, Bn)>,
+        branches: Vec<SepBranch>,
         kernel: Option<usize>,
         skip: Option<usize>,
         stride: usize,
         act: Activation,
-        proj: Var,
-        proj_bn: Bn,
     },
     Bottleneck {
         expand: Var,
@@ -105,6 +109,14 @@ enum Unit {
         act: Activation,
         pool: bool,
     },
+}
+
+#[derive(Debug)]
+struct SepBranch {
+    dw: Var,
+    dw_bn: Bn,
+    proj: Var,
+    proj_bn: Bn,
 }
 
 #[derive(Debug)]
@@ -327,19 +339,25 @@ impl Supernet {
                     }
                     LayerSpec::SepConv { kernel, skip, act, .. } => {
                         let (ks, dec) = kernel_choices(space, kernel);
-                        Unit::Sep {
-                            kernels: init.depthwise(&name, &ks, cin_max)?,
-                            kernel: dec,
-                            skip,
-                            stride,
-                            act,
-                            proj: init.he(
-                                format!("{name}.project.weight"),
-                                &[cout_max, cin_max],
-                                cin_max,
-                            )?,
-                            proj_bn: init.bn(&format!("{name}.project"), cout_max)?,
-                        }
+                        let branches = init
+                            .depthwise(&name, &ks, cin_max)?
+                            .into_iter()
+                            .zip(&ks)
+                            .map(|((dw, dw_bn), k)| {
+                                let pname = format!("{name}.dw{k}.project");
+                                Ok(SepBranch {
+                                    dw,
+                                    dw_bn,
+                                    proj: init.he(
+                                        format!("{pname}.weight"),
+                                        &[cout_max, cin_max],
+                                        cin_max,
+                                    )?,
+                                    proj_bn: init.bn(&pname, cout_max)?,
+                                })
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        Unit::Sep { branches, kernel: dec, skip, stride, act }
                     }
                     LayerSpec::Bottleneck { kernel, expansion, se, skip, act, .. } => {
                         let ratios = filter_values(space, expansion);
@@ -492,26 +510,27 @@ impl Supernet {
                     }
                     acc.ok_or_else(|| candle_core::Error::msg("stem: no kernel enabled"))?
                 }
-                Unit::Sep { kernels, kernel, skip, stride, act, proj, proj_bn } => {
+                Unit::Sep { branches, kernel, skip, stride, act } => {
                     let present = skip.map_or(1.0, |d| sel[d][0]);
                     let body = |l2: &mut Vec<Tensor>| -> Result<Tensor> {
                         let weights = kernel.map_or(vec![1.0], |d| sel[d].clone());
                         let cmask = imask.reshape((flow.max, 1, 1))?;
                         let mut acc: Option<Tensor> = None;
-                        for ((w, b), &sw) in kernels.iter().zip(&weights) {
+                        for (b, &sw) in branches.iter().zip(&weights) {
                             if sw == 0.0 {
                                 continue;
                             }
-                            let wm = t(w).broadcast_mul(&cmask)?;
-                            push_l2(l2_on, l2, || wm.sqr()?.sum_all()?.affine(f64::from(sw * present), 0.0))?;
+                            let l2w = f64::from(sw * present);
+                            let wm = t(&b.dw).broadcast_mul(&cmask)?;
+                            push_l2(l2_on, l2, || wm.sqr()?.sum_all()?.affine(l2w, 0.0))?;
                             let h = depthwise_conv2d(x, &wm, *stride)?;
-                            let h = bn(&h, b, &imask, *act, &t)?;
+                            let h = bn(&h, &b.dw_bn, &imask, *act, &t)?;
+                            let pm = mask_kernel(&t(&b.proj), &omask, &imask)?;
+                            push_l2(l2_on, l2, || pm.sqr()?.sum_all()?.affine(l2w, 0.0))?;
+                            let h = bn(&conv1x1(&h, &pm)?, &b.proj_bn, &omask, Activation::None, &t)?;
                             acc = Some(add_weighted(acc, &h, sw)?);
                         }
-                        let h = acc.ok_or_else(|| candle_core::Error::msg("sep: no kernel"))?;
-                        let pm = mask_kernel(&t(proj), &omask, &imask)?;
-                        push_l2(l2_on, l2, || pm.sqr()?.sum_all()?.affine(f64::from(present), 0.0))?;
-                        bn(&conv1x1(&h, &pm)?, proj_bn, &omask, Activation::None, &t)
+                        acc.ok_or_else(|| candle_core::Error::msg("sep: no kernel"))
                     };
                     residual(x, skip.is_some(), present, || body(&mut l2))?
                 }
@@ -675,18 +694,18 @@ impl Supernet {
                         act: *act,
                     });
                 }
-                Unit::Sep { kernels, kernel, skip, stride, act, proj, proj_bn } => {
+                Unit::Sep { branches, kernel, skip, stride, act } => {
                     if skip.is_some_and(|d| indices[d] == 1) {
                         continue;
                     }
-                    let (w, b) = &kernels[kernel_index(*kernel)];
+                    let b = &branches[kernel_index(*kernel)];
                     out.push(P::Sep {
-                        depthwise: narrow1(w, in_sel)?,
-                        dw_bn: plain_bn(b, in_sel)?,
+                        depthwise: narrow1(&b.dw, in_sel)?,
+                        dw_bn: plain_bn(&b.dw_bn, in_sel)?,
                         stride: *stride,
                         act: *act,
-                        project: narrow2(proj, out_sel, in_sel)?,
-                        proj_bn: plain_bn(proj_bn, out_sel)?,
+                        project: narrow2(&b.proj, out_sel, in_sel)?,
+                        proj_bn: plain_bn(&b.proj_bn, out_sel)?,
                         residual: skip.is_some(),
                     });
                 }
@@ -779,9 +798,13 @@ impl Supernet {
                     json!({"kind": "stem", "cin_max": ci, "cout_max": co, "kernels": kernels(ks)?,
                            "stride": stride, "act": act_name(*act)})
                 }
-                Unit::Sep { kernels: ks, skip, stride, act, proj, .. } => {
-                    let (co, ci) = proj.as_tensor().dims2()?;
-                    json!({"kind": "sep", "cin_max": ci, "cout_max": co, "kernels": kernels(ks)?,
+                Unit::Sep { branches, skip, stride, act, .. } => {
+                    let (co, ci) = branches[0].proj.as_tensor().dims2()?;
+                    let ks: Vec<usize> = branches
+                        .iter()
+                        .map(|b| b.dw.as_tensor().dim(1))
+                        .collect::<Result<_>>()?;
+                    json!({"kind": "sep", "cin_max": ci, "cout_max": co, "kernels": ks,
                            "stride": stride, "act": act_name(*act), "skippable": skip.is_some()})
                 }
                 Unit::Bottleneck { expand, kernels: ks, se, skip, stride, act, proj, .. } => {

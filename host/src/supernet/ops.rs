@@ -80,36 +80,49 @@ impl DwGeom {
     }
 }
 
+/// Per kernel offset, the valid output range and the first input index: `(lo, hi, start)`,
+/// computed once per op instead of once per row.
+fn spans(g: &DwGeom, pad: usize, size: usize, outs: usize) -> Vec<(usize, usize, usize)> {
+    (0..g.k)
+        .map(|kk| {
+            let (lo, hi) = g.valid(kk, pad, size, outs);
+            (lo, hi, if lo < hi { lo * g.s + kk - pad } else { 0 })
+        })
+        .collect()
+}
+
+/// `o[j] += w · x[start + j·s]` for `j < o.len()` (the stride-1 case vectorises).
+#[inline(always)]
+fn axpy_strided(o: &mut [f32], x: &[f32], start: usize, s: usize, w: f32) {
+    let n = o.len();
+    if s == 1 {
+        for (ov, &xv) in o.iter_mut().zip(&x[start..start + n]) {
+            *ov += w * xv;
+        }
+    } else {
+        for (j, ov) in o.iter_mut().enumerate() {
+            *ov += w * x[start + j * s];
+        }
+    }
+}
+
 fn dw_forward(g: &DwGeom, x: &[f32], wt: &[f32]) -> Vec<f32> {
     let (hw, ohw, kk2) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
+    let rows = spans(g, g.pt, g.h, g.oh);
+    let cols = spans(g, g.pl, g.w, g.ow);
     let mut out = vec![0f32; g.n * g.c * ohw];
     out.par_chunks_mut(ohw).enumerate().for_each(|(plane, o)| {
         let c = plane % g.c;
         let xp = &x[plane * hw..(plane + 1) * hw];
         let wk = &wt[c * kk2..(c + 1) * kk2];
-        for kh in 0..g.k {
-            let (ylo, yhi) = g.valid(kh, g.pt, g.h, g.oh);
-            for oy in ylo..yhi {
-                let iy = oy * g.s + kh - g.pt;
+        for (kh, &(ylo, yhi, iy0)) in rows.iter().enumerate() {
+            for (r, oy) in (ylo..yhi).enumerate() {
+                let iy = iy0 + r * g.s;
                 let row = &xp[iy * g.w..(iy + 1) * g.w];
                 let orow = &mut o[oy * g.ow..(oy + 1) * g.ow];
-                for kw in 0..g.k {
-                    let wv = wk[kh * g.k + kw];
-                    let (lo, hi) = g.valid(kw, g.pl, g.w, g.ow);
-                    if lo >= hi {
-                        continue;
-                    }
-                    let start = lo * g.s + kw - g.pl;
-                    if g.s == 1 {
-                        for (ov, &xv) in orow[lo..hi].iter_mut().zip(&row[start..]) {
-                            *ov += wv * xv;
-                        }
-                    } else {
-                        for (ov, &xv) in
-                            orow[lo..hi].iter_mut().zip(row[start..].iter().step_by(g.s))
-                        {
-                            *ov += wv * xv;
-                        }
+                for (kw, &(lo, hi, start)) in cols.iter().enumerate() {
+                    if lo < hi {
+                        axpy_strided(&mut orow[lo..hi], row, start, g.s, wk[kh * g.k + kw]);
                     }
                 }
             }
@@ -120,32 +133,32 @@ fn dw_forward(g: &DwGeom, x: &[f32], wt: &[f32]) -> Vec<f32> {
 
 fn dw_backward(g: &DwGeom, x: &[f32], wt: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (hw, ohw, kk2) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
+    let rows = spans(g, g.pt, g.h, g.oh);
+    let cols = spans(g, g.pl, g.w, g.ow);
     // dx: scatter of dy through the kernel, one (n, c) plane per task.
     let mut dx = vec![0f32; g.n * g.c * hw];
     dx.par_chunks_mut(hw).enumerate().for_each(|(plane, dxp)| {
         let c = plane % g.c;
         let dyp = &dy[plane * ohw..(plane + 1) * ohw];
         let wk = &wt[c * kk2..(c + 1) * kk2];
-        for kh in 0..g.k {
-            let (ylo, yhi) = g.valid(kh, g.pt, g.h, g.oh);
-            for oy in ylo..yhi {
-                let iy = oy * g.s + kh - g.pt;
+        for (kh, &(ylo, yhi, iy0)) in rows.iter().enumerate() {
+            for (r, oy) in (ylo..yhi).enumerate() {
+                let iy = iy0 + r * g.s;
                 let dyrow = &dyp[oy * g.ow..(oy + 1) * g.ow];
                 let dxrow = &mut dxp[iy * g.w..(iy + 1) * g.w];
-                for kw in 0..g.k {
-                    let wv = wk[kh * g.k + kw];
-                    let (lo, hi) = g.valid(kw, g.pl, g.w, g.ow);
+                for (kw, &(lo, hi, start)) in cols.iter().enumerate() {
                     if lo >= hi {
                         continue;
                     }
-                    let start = lo * g.s + kw - g.pl;
+                    let wv = wk[kh * g.k + kw];
                     if g.s == 1 {
-                        for (xv, &d) in dxrow[start..].iter_mut().zip(&dyrow[lo..hi]) {
+                        for (xv, &d) in dxrow[start..start + hi - lo].iter_mut().zip(&dyrow[lo..hi])
+                        {
                             *xv += wv * d;
                         }
                     } else {
-                        for (xv, &d) in dxrow[start..].iter_mut().step_by(g.s).zip(&dyrow[lo..hi]) {
-                            *xv += wv * d;
+                        for (j, &d) in dyrow[lo..hi].iter().enumerate() {
+                            dxrow[start + j * g.s] += wv * d;
                         }
                     }
                 }
@@ -160,26 +173,23 @@ fn dw_backward(g: &DwGeom, x: &[f32], wt: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<
             let plane = n * g.c + c;
             let xp = &x[plane * hw..(plane + 1) * hw];
             let dyp = &dy[plane * ohw..(plane + 1) * ohw];
-            for kh in 0..g.k {
-                let (ylo, yhi) = g.valid(kh, g.pt, g.h, g.oh);
-                for kw in 0..g.k {
-                    let (lo, hi) = g.valid(kw, g.pl, g.w, g.ow);
+            for (kh, &(ylo, yhi, iy0)) in rows.iter().enumerate() {
+                for (kw, &(lo, hi, start)) in cols.iter().enumerate() {
                     if lo >= hi {
                         continue;
                     }
-                    let start = lo * g.s + kw - g.pl;
                     let mut s = 0f32;
-                    for oy in ylo..yhi {
-                        let iy = oy * g.s + kh - g.pt;
+                    for (r, oy) in (ylo..yhi).enumerate() {
+                        let iy = iy0 + r * g.s;
                         let row = &xp[iy * g.w..(iy + 1) * g.w];
                         let dyrow = &dyp[oy * g.ow + lo..oy * g.ow + hi];
                         if g.s == 1 {
-                            s += dyrow.iter().zip(&row[start..]).map(|(&d, &v)| d * v).sum::<f32>();
+                            s += lane_sum2(dyrow, &row[start..start + hi - lo], |d, v| d * v);
                         } else {
                             s += dyrow
                                 .iter()
-                                .zip(row[start..].iter().step_by(g.s))
-                                .map(|(&d, &v)| d * v)
+                                .enumerate()
+                                .map(|(j, &d)| d * row[start + j * g.s])
                                 .sum::<f32>();
                         }
                     }
@@ -247,17 +257,40 @@ struct BatchNormTrain {
     stats: Arc<OnceLock<Vec<(f32, f32)>>>,
 }
 
+/// Lanes of the vectorised sums: independent accumulators let the compiler use SIMD (a plain
+/// f32 `sum()` is a sequential dependency chain).
+const LANES: usize = 8;
+
+/// `Σ f(a[i], b[i])` with [`LANES`] accumulators.
+#[inline(always)]
+fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for l in 0..LANES {
+            acc[l] += f(x[l], y[l]);
+        }
+    }
+    let tail: f32 = ar.iter().zip(br).map(|(&x, &y)| f(x, y)).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ f(a[i])` with [`LANES`] accumulators.
+#[inline(always)]
+fn lane_sum(a: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    lane_sum2(a, a, |x, _| f(x))
+}
+
 /// Mean and 1/sqrt(var + eps) of channel `ch` over the batch: two passes, per-plane f32 sums
 /// (planes are at most a few thousand elements) accumulated in f64.
 fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize, eps: f64) -> (f32, f32) {
     let m = (n * hw) as f64;
     let plane = |b: usize| &x[(b * c + ch) * hw..(b * c + ch + 1) * hw];
-    let sum: f64 = (0..n).map(|b| f64::from(plane(b).iter().sum::<f32>())).sum();
+    let sum: f64 = (0..n).map(|b| f64::from(lane_sum(plane(b), |v| v))).sum();
     let mean = sum / m;
     let mf = mean as f32;
-    let sq: f64 = (0..n)
-        .map(|b| f64::from(plane(b).iter().map(|&v| (v - mf) * (v - mf)).sum::<f32>()))
-        .sum();
+    let sq: f64 = (0..n).map(|b| f64::from(lane_sum(plane(b), |v| (v - mf) * (v - mf)))).sum();
     (mf, (1.0 / (sq / m + eps).sqrt()) as f32)
 }
 
@@ -333,8 +366,24 @@ impl CustomOp3 for BatchNormTrain {
             let (mean, inv) = stats[ch];
             let scale = inv * gamma[ch];
             let shift = beta[ch] - mean * scale;
-            for (ov, &xv) in o.iter_mut().zip(&x[plane * hw..(plane + 1) * hw]) {
-                *ov = act_fwd(act, xv * scale + shift);
+            let xs = &x[plane * hw..(plane + 1) * hw];
+            // One loop per activation, so each vectorises.
+            match act {
+                Activation::Relu => {
+                    for (ov, &xv) in o.iter_mut().zip(xs) {
+                        *ov = (xv * scale + shift).max(0.0);
+                    }
+                }
+                Activation::HSwish => {
+                    for (ov, &xv) in o.iter_mut().zip(xs) {
+                        *ov = act_fwd(Activation::HSwish, xv * scale + shift);
+                    }
+                }
+                Activation::None => {
+                    for (ov, &xv) in o.iter_mut().zip(xs) {
+                        *ov = xv * scale + shift;
+                    }
+                }
             }
         });
         // A second forward of the same op (never done by Candle) keeps the first statistics.
@@ -376,14 +425,12 @@ impl CustomOp3 for BatchNormTrain {
                                 let (mut sdz, mut sdzx) = (0f64, 0f64);
                                 for b in 0..n {
                                     let p = (b * c + ch) * hw;
-                                    let (mut s1, mut s2) = (0f32, 0f32);
-                                    for (&d, &v) in dys[p..p + hw].iter().zip(&xs[p..p + hw]) {
+                                    let (d, v) = (&dys[p..p + hw], &xs[p..p + hw]);
+                                    sdz += f64::from(lane_sum2(d, v, |d, v| dz_at(ch, d, v).0));
+                                    sdzx += f64::from(lane_sum2(d, v, |d, v| {
                                         let (dz, xhat) = dz_at(ch, d, v);
-                                        s1 += dz;
-                                        s2 += dz * xhat;
-                                    }
-                                    sdz += f64::from(s1);
-                                    sdzx += f64::from(s2);
+                                        dz * xhat
+                                    }));
                                 }
                                 (sdz, sdzx)
                             })
@@ -446,8 +493,14 @@ pub fn conv1x1(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if wcin != cin {
         bail!("1×1 conv: weight [{cout}, {wcin}] does not fit {cin} input channels");
     }
-    let x3 = x.reshape((n, cin, h * wd))?;
-    w.broadcast_matmul(&x3)?.reshape((n, cout, h, wd))
+    if n == 1 {
+        return w.matmul(&x.reshape((cin, h * wd))?)?.reshape((1, cout, h, wd));
+    }
+    // One gemm over the whole batch, [Cout, Cin] × [Cin, N·HW], instead of N small ones: its
+    // weight gradient is one gemm too, not N partial gradients summed afterwards.
+    let xt = x.reshape((n, cin, h * wd))?.transpose(0, 1)?.contiguous()?;
+    let y = w.matmul(&xt.reshape((cin, n * h * wd))?)?;
+    y.reshape((cout, n, h * wd))?.transpose(0, 1)?.contiguous()?.reshape((n, cout, h, wd))
 }
 
 /// Zero-pads x `[N, C, H, W]` for a k×k window at `stride` with TF "SAME" padding (the extra

@@ -154,7 +154,10 @@ fn search_repeat(cfg: &CompareConfig, dir: &Path, interrupt: &Interrupt) -> Resu
         arch,
         final_result,
         search_train_images: scfg.steps * scfg.batch_size,
-        search_eval_images: scfg.steps * scfg.batch_size * scfg.validation_multiplier,
+        search_eval_images: scfg.steps
+            * scfg.batch_size
+            * scfg.validation_multiplier
+            * scfg.rl_archs,
         search_seconds: steps.iter().map(|s| s.seconds).sum(),
     }))
 }
