@@ -114,7 +114,8 @@ fn main() -> anyhow::Result<()> {
                 eval.push(t0.elapsed().as_secs_f64() * 1e3);
             }
         }
-        let (m, f, e) = (median(&mut times.clone()), median(&mut fwd.clone()), median(&mut eval.clone()));
+        let (m, f, e) =
+            (median(&mut times.clone()), median(&mut fwd.clone()), median(&mut eval.clone()));
         println!("| candle | {batch} | {a} | {m:.1} | {f:.1} | {e:.1} |");
         all.extend(times);
         fwd_all.extend(fwd);

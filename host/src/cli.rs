@@ -37,6 +37,9 @@ pub enum Command {
     /// TuNAS vs random search: K searches of each at equal search compute, every result trained
     /// stand-alone; a Markdown/JSON/SVG report in the form of the paper's Table 4.
     Compare(Box<cmd::compare::Cmd>),
+    /// Is a search's supernet worth trusting? N architectures near its T0 ranked by one-shot
+    /// accuracy and by stand-alone training; Kendall τ and Spearman ρ (the paper's Fig. 7).
+    RankCheck(Box<cmd::rank_check::Cmd>),
     /// Render a run directory (search, training, random search or comparison) as Markdown.
     Report(cmd::report::Cmd),
     /// A trained network as ONNX (BN folded), checked against tract and the latency model's keys.
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::RandomSearch(c) => c.run(),
         Command::Export(c) => c.run(),
         Command::Compare(c) => c.run(),
+        Command::RankCheck(c) => c.run(),
         Command::Report(c) => c.run(),
     }
 }

@@ -6,6 +6,7 @@ pub mod latency;
 pub mod plan;
 pub mod profile;
 pub mod random;
+pub mod rank_check;
 pub mod report;
 pub mod search;
 pub mod space;

@@ -52,7 +52,7 @@ pub struct Cmd {
     /// Peak learning rate of the shared weights [default: 0.1·√(batch/32)].
     #[arg(long)]
     lr: Option<f64>,
-    /// RL learning rate at the end of the delay [default: Σ lr over the RL steps = 60, see
+    /// RL learning rate at the end of the delay [default: Σ lr over the RL steps = 300, see
     /// README "Searching"].
     #[arg(long)]
     rl_lr: Option<f64>,

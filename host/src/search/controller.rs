@@ -249,9 +249,7 @@ impl Controller {
         let advantages: Vec<f64> = rewards
             .iter()
             .map(|&r| match baseline_kind {
-                Baseline::LeaveOneOut if rewards.len() > 1 => {
-                    r - (mean_reward * k - r) / (k - 1.0)
-                }
+                Baseline::LeaveOneOut if rewards.len() > 1 => r - (mean_reward * k - r) / (k - 1.0),
                 _ => r - baseline,
             })
             .collect();
@@ -290,9 +288,7 @@ impl Controller {
 
     /// The largest probability of every decision (how decided the policy is).
     pub fn top_probs(&self) -> Vec<f64> {
-        (0..self.decisions.len())
-            .map(|d| self.probs(d).into_iter().fold(0.0, f64::max))
-            .collect()
+        (0..self.decisions.len()).map(|d| self.probs(d).into_iter().fold(0.0, f64::max)).collect()
     }
 
     /// Entropy of the whole policy (every decision counted).
@@ -392,6 +388,57 @@ mod tests {
         assert_eq!(d.weights[2], vec![0.0, 0.0, 0.0, 1.0]);
         assert_eq!(d.effective[2], 3);
         assert_eq!(d.effective[1], d.sampled[1]);
+    }
+
+    #[test]
+    fn k_architectures_average_their_gradients_with_a_leave_one_out_baseline() {
+        // Two architectures of one 2-choice decision: rewards 1 and 0, so the leave-one-out
+        // advantages are +1 and −1 and both push the logits towards choice 0.
+        let mk = |c: usize| Draw {
+            sampled: vec![c],
+            weights: vec![one_hot(c, 2)],
+            effective: vec![c],
+            replaced: vec![false],
+        };
+        let mut c = Controller::new(tiny(1, 2));
+        let u = c.update_many(&[mk(0), mk(1)], &[1.0, 0.0], 0.1, Baseline::LeaveOneOut);
+        assert!((u.advantage - 1.0).abs() < 1e-12);
+        assert!((u.baseline - 0.5).abs() < 1e-12, "the EMA folds in the mean reward");
+        // Per-architecture gradients of θ0: −(1)(1 − ½) = −½ and −(−1)(0 − ½) = −½; mean −½,
+        // mean square ¼: Adam moves θ0 up by lr·√(1 − β2)·½/√((1 − β2)·¼) = lr.
+        assert!((c.logits[0][0] - 0.1).abs() < 1e-6, "{:?}", c.logits);
+        assert!((c.logits[0][1] + 0.1).abs() < 1e-6, "{:?}", c.logits);
+        // With the EMA baseline (0.5 here) the advantages are the same ±½ pair scaled.
+        let mut e = Controller::new(tiny(1, 2));
+        e.update_many(&[mk(0), mk(1)], &[1.0, 0.0], 0.1, Baseline::Ema);
+        assert!(e.logits[0][0] > 0.0);
+        // K = 1 through update_many is exactly `update`.
+        let (mut a, mut b) = (Controller::new(tiny(1, 2)), Controller::new(tiny(1, 2)));
+        a.update(&mk(1), 0.3, 0.05);
+        a.update(&mk(0), 0.9, 0.05);
+        b.update_many(&[mk(1)], &[0.3], 0.05, Baseline::Ema);
+        b.update_many(&[mk(0)], &[0.9], 0.05, Baseline::LeaveOneOut);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn decisions_replaced_by_warmup_get_no_gradient() {
+        let mut c = Controller::new(tiny(2, 3));
+        let d = Draw {
+            sampled: vec![2, 1],
+            weights: vec![vec![1.0 / 3.0; 3], one_hot(1, 3)],
+            effective: vec![2, 1],
+            replaced: vec![true, false],
+        };
+        let other = Draw { sampled: vec![0, 0], weights: vec![one_hot(0, 3); 2], ..d.clone() };
+        let other = Draw { replaced: vec![false, false], effective: vec![0, 0], ..other };
+        c.update_many(&[d, other], &[1.0, 0.0], 0.1, Baseline::LeaveOneOut);
+        // Decision 0: only `other` counts (advantage −1, choice 0) → θ0[0] goes down.
+        assert!(c.logits[0][0] < 0.0 && c.logits[0][2] > 0.0, "{:?}", c.logits[0]);
+        // Decision 1: both count: +1 on choice 1, −1 on choice 0.
+        assert!(c.logits[1][1] > 0.0 && c.logits[1][0] < 0.0, "{:?}", c.logits[1]);
+        assert!(c.top_probs().iter().all(|&p| p > 1.0 / 3.0));
+        assert!(c.total_entropy() < 2.0 * 3f64.ln());
     }
 
     /// A tiny space with a synthetic, noisy Q(α) and a known latency table: Q rises with cost

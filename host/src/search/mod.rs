@@ -13,12 +13,12 @@ mod plot;
 mod run;
 
 pub use controller::{
-    decision_infos, one_hot_selection, rl_learning_rate, warmup_probability, Baseline,
-    Controller, DecisionInfo, Draw, RewardKind, Update,
+    decision_infos, one_hot_selection, rl_learning_rate, warmup_probability, Baseline, Controller,
+    DecisionInfo, Draw, RewardKind, Update,
 };
 pub use plot::{line_svg, scatter_svg};
 pub use run::{
     default_lr, default_rl_lr, delay_steps, evaluate_one_shot, read_steps, resume, start,
-    Interrupt, Outcome, RunDir, SearchConfig, SlopeStats, StepRecord, Stop,
-    DEPLOYMENT_RESOLUTION, EXPECTED_EVERY, QUICK_MIN_DELAY, QUICK_STEPS, RL_LOGIT_BUDGET,
+    Interrupt, Outcome, RunDir, SearchConfig, SlopeStats, StepRecord, Stop, DEPLOYMENT_RESOLUTION,
+    EXPECTED_EVERY, QUICK_MIN_DELAY, QUICK_STEPS, RL_LOGIT_BUDGET,
 };

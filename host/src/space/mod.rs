@@ -168,6 +168,9 @@ pub enum LayerSpec {
         act: Activation,
         /// Global average pooling follows.
         pool: bool,
+        /// A batch norm follows the convolution; without one the convolution has a bias
+        /// (MobileNetV3's last conv, tunas-spec §1.6).
+        bn: bool,
     },
 }
 

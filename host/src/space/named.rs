@@ -185,7 +185,11 @@ fn proxylessnas(enlarged: bool) -> SearchSpace {
             choices(base[i + 2], enlarged),
         );
     }
-    b.block("head", vec![LayerSpec::Head { act: Relu, pool: true }], choices(base[8], enlarged));
+    b.block(
+        "head",
+        vec![LayerSpec::Head { act: Relu, pool: true, bn: true }],
+        choices(base[8], enlarged),
+    );
     SearchSpace {
         name: if enlarged { "proxylessnas-enlarged" } else { "proxylessnas" },
         reference_name: if enlarged {
@@ -233,8 +237,16 @@ fn mobilenet_v3_like() -> SearchSpace {
             choices(base[i + 1], true),
         );
     }
-    b.block("head1", vec![LayerSpec::Head { act: HSwish, pool: true }], choices(base[6], true));
-    b.block("head2", vec![LayerSpec::Head { act: HSwish, pool: false }], choices(base[7], true));
+    b.block(
+        "head1",
+        vec![LayerSpec::Head { act: HSwish, pool: true, bn: true }],
+        choices(base[6], true),
+    );
+    b.block(
+        "head2",
+        vec![LayerSpec::Head { act: HSwish, pool: false, bn: false }],
+        choices(base[7], true),
+    );
     SearchSpace {
         name: "mobilenet-v3-like",
         reference_name: "mobilenet_v3_like_search",

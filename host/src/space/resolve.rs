@@ -73,7 +73,7 @@ fn layer_keys(
             );
             (vec![key], down(stride))
         }
-        LayerSpec::Head { act, pool } => {
+        LayerSpec::Head { act, pool, .. } => {
             let mut keys = vec![OpKey::head(h, w, cin, cout, act)];
             if pool {
                 keys.push(OpKey::pool(h, w, cout));

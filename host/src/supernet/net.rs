@@ -14,7 +14,8 @@
 //! stride-2 layers made stride 1 until the last stage is at least 2×2. The proxy counts are not
 //! rounded again to multiples of 8 as the reference's `scale_filters` would: at ×0.25 that maps
 //! all four stem choices {8, 16, 24, 32} to 8 channels and six block-3 choices {16 … 64} to
-//! {8, 8, 8, 8, 16, 16}, so Q(α) could not tell most filter choices apart (tested below).
+//! {8, 8, 8, 8, 16, 16}: 31 of the 111 filter choices of the three spaces would share their
+//! width with another, and Q(α) could not tell them apart (tested in `supernet::tests`).
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::VarMap;
@@ -105,10 +106,17 @@ enum Unit {
     },
     Head {
         conv: Var,
-        bn: Bn,
+        /// BN after the conv, or the conv's bias (tunas-spec §1.6: V3's last conv).
+        norm: HeadNorm,
         act: Activation,
         pool: bool,
     },
+}
+
+#[derive(Debug)]
+enum HeadNorm {
+    Bn(Bn),
+    Bias(Var),
 }
 
 #[derive(Debug)]
@@ -255,6 +263,14 @@ pub fn proxy_strides(space: &SearchSpace, input_hw: usize) -> Vec<usize> {
 fn mask(n: usize, max: usize, dev: &Device) -> Result<Tensor> {
     let v: Vec<f32> = (0..max).map(|i| if i < n { 1.0 } else { 0.0 }).collect();
     Tensor::from_vec(v, max, dev)
+}
+
+fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
+    match act {
+        Activation::Relu => x.relu(),
+        Activation::HSwish => super::ops::hswish(x),
+        Activation::None => Ok(x.clone()),
+    }
 }
 
 /// Masked stateless BN (γ, β multiplied by the channel mask), then `act`, as one op.
@@ -412,13 +428,21 @@ impl Supernet {
                             proj_bn: init.bn(&format!("{name}.project"), cout_max)?,
                         }
                     }
-                    LayerSpec::Head { act, pool } => Unit::Head {
+                    LayerSpec::Head { act, pool, bn } => Unit::Head {
                         conv: init.he(
                             format!("{name}.conv.weight"),
                             &[cout_max, cin_max],
                             cin_max,
                         )?,
-                        bn: init.bn(&name, cout_max)?,
+                        norm: if bn {
+                            HeadNorm::Bn(init.bn(&name, cout_max)?)
+                        } else {
+                            HeadNorm::Bias(init.constant(
+                                format!("{name}.conv.bias"),
+                                cout_max,
+                                0.0,
+                            )?)
+                        },
                         act,
                         pool,
                     },
@@ -504,7 +528,9 @@ impl Supernet {
                             continue;
                         }
                         let wm = mask_kernel(&t(w), &omask, &imask)?;
-                        push_l2(l2_on, &mut l2, || wm.sqr()?.sum_all()?.affine(f64::from(sw), 0.0))?;
+                        push_l2(l2_on, &mut l2, || {
+                            wm.sqr()?.sum_all()?.affine(f64::from(sw), 0.0)
+                        })?;
                         let h = bn(&conv2d_same(x, &wm, *stride)?, b, &omask, *act, &t)?;
                         acc = Some(add_weighted(acc, &h, sw)?);
                     }
@@ -527,7 +553,8 @@ impl Supernet {
                             let h = bn(&h, &b.dw_bn, &imask, *act, &t)?;
                             let pm = mask_kernel(&t(&b.proj), &omask, &imask)?;
                             push_l2(l2_on, l2, || pm.sqr()?.sum_all()?.affine(l2w, 0.0))?;
-                            let h = bn(&conv1x1(&h, &pm)?, &b.proj_bn, &omask, Activation::None, &t)?;
+                            let h =
+                                bn(&conv1x1(&h, &pm)?, &b.proj_bn, &omask, Activation::None, &t)?;
                             acc = Some(add_weighted(acc, &h, sw)?);
                         }
                         acc.ok_or_else(|| candle_core::Error::msg("sep: no kernel"))
@@ -553,7 +580,9 @@ impl Supernet {
                     let emask = mask(g.channels(e_full), e_max, dev)?;
                     let body = |l2: &mut Vec<Tensor>| -> Result<Tensor> {
                         let xm = mask_kernel(&t(expand), &emask, &imask)?;
-                        push_l2(l2_on, l2, || xm.sqr()?.sum_all()?.affine(f64::from(present), 0.0))?;
+                        push_l2(l2_on, l2, || {
+                            xm.sqr()?.sum_all()?.affine(f64::from(present), 0.0)
+                        })?;
                         let h = bn(&conv1x1(x, &xm)?, expand_bn, &emask, *act, &t)?;
                         let cmask = emask.reshape((e_max, 1, 1))?;
                         let mut acc: Option<Tensor> = None;
@@ -562,7 +591,9 @@ impl Supernet {
                                 continue;
                             }
                             let wm = t(w).broadcast_mul(&cmask)?;
-                            push_l2(l2_on, l2, || wm.sqr()?.sum_all()?.affine(f64::from(sw * present), 0.0))?;
+                            push_l2(l2_on, l2, || {
+                                wm.sqr()?.sum_all()?.affine(f64::from(sw * present), 0.0)
+                            })?;
                             let d = depthwise_conv2d(&h, &wm, *stride)?;
                             let d = bn(&d, b, &emask, *act, &t)?;
                             acc = Some(add_weighted(acc, &d, sw)?);
@@ -599,15 +630,23 @@ impl Supernet {
                             h = out.ok_or_else(|| candle_core::Error::msg("se: no branch"))?;
                         }
                         let pm = mask_kernel(&t(proj), &omask, &emask)?;
-                        push_l2(l2_on, l2, || pm.sqr()?.sum_all()?.affine(f64::from(present), 0.0))?;
+                        push_l2(l2_on, l2, || {
+                            pm.sqr()?.sum_all()?.affine(f64::from(present), 0.0)
+                        })?;
                         bn(&conv1x1(&h, &pm)?, proj_bn, &omask, Activation::None, &t)
                     };
                     residual(x, skip.is_some(), present, || body(&mut l2))?
                 }
-                Unit::Head { conv, bn: b, act, pool } => {
+                Unit::Head { conv, norm, act, pool } => {
                     let wm = mask_kernel(&t(conv), &omask, &imask)?;
                     push_l2(l2_on, &mut l2, || wm.sqr()?.sum_all())?;
-                    let h = bn(&conv1x1(x, &wm)?, b, &omask, *act, &t)?;
+                    let h = match norm {
+                        HeadNorm::Bn(b) => bn(&conv1x1(x, &wm)?, b, &omask, *act, &t)?,
+                        HeadNorm::Bias(bias) => {
+                            let bias = t(bias).mul(&omask)?.reshape((1, out_max, 1, 1))?;
+                            activate(&conv1x1(x, &wm)?.broadcast_add(&bias)?, *act)?
+                        }
+                    };
                     if *pool {
                         pooled = true;
                         h.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?
@@ -755,9 +794,12 @@ impl Supernet {
                         residual: skip.is_some(),
                     });
                 }
-                Unit::Head { conv, bn: b, act, pool } => out.push(P::Head {
+                Unit::Head { conv, norm, act, pool } => out.push(P::Head {
                     weight: narrow2(conv, out_sel, in_sel)?,
-                    bn: plain_bn(b, out_sel)?,
+                    norm: match norm {
+                        HeadNorm::Bn(b) => super::HeadNorm::Bn(plain_bn(b, out_sel)?),
+                        HeadNorm::Bias(bias) => super::HeadNorm::Bias(narrow1(bias, out_sel)?),
+                    },
                     act: *act,
                     pool: *pool,
                 }),
@@ -800,10 +842,8 @@ impl Supernet {
                 }
                 Unit::Sep { branches, skip, stride, act, .. } => {
                     let (co, ci) = branches[0].proj.as_tensor().dims2()?;
-                    let ks: Vec<usize> = branches
-                        .iter()
-                        .map(|b| b.dw.as_tensor().dim(1))
-                        .collect::<Result<_>>()?;
+                    let ks: Vec<usize> =
+                        branches.iter().map(|b| b.dw.as_tensor().dim(1)).collect::<Result<_>>()?;
                     json!({"kind": "sep", "cin_max": ci, "cout_max": co, "kernels": ks,
                            "stride": stride, "act": act_name(*act), "skippable": skip.is_some()})
                 }
@@ -818,10 +858,10 @@ impl Supernet {
                            "kernels": kernels(ks)?, "se_hidden_max": h, "stride": stride,
                            "act": act_name(*act), "skippable": skip.is_some()})
                 }
-                Unit::Head { conv, act, pool, .. } => {
+                Unit::Head { conv, norm, act, pool } => {
                     let (co, ci) = conv.as_tensor().dims2()?;
                     json!({"kind": "head", "cin_max": ci, "cout_max": co, "act": act_name(*act),
-                           "pool": pool})
+                           "pool": pool, "bn": matches!(norm, HeadNorm::Bn(_))})
                 }
             });
         }

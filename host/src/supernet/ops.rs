@@ -643,7 +643,37 @@ mod tests {
     }
 
     #[test]
+    fn fused_batch_norm_activation_matches_separate_ops_forward_and_gradients() {
+        for act in [Activation::Relu, Activation::HSwish] {
+            let (n, c, h, w) = (4, 5, 3, 4);
+            let x = Var::from_tensor(&rand(&[n, c, h, w], 71).affine(4.0, 0.5).unwrap()).unwrap();
+            let g = Var::from_tensor(&rand(&[c], 72).affine(2.0, 0.0).unwrap()).unwrap();
+            let b = Var::from_tensor(&rand(&[c], 73).affine(3.0, 0.0).unwrap()).unwrap();
+            let probe = rand(&[n, c, h, w], 74);
+            let ours = batch_norm_act(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-3, act);
+            let ours = ours.unwrap();
+            let z = native_bn(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-3);
+            let theirs = match act {
+                Activation::Relu => z.relu().unwrap(),
+                _ => hswish(&z).unwrap(),
+            };
+            assert!(max_diff(&ours, &theirs) < 1e-4, "{act:?} forward");
+            let g1 = ours.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = theirs.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [&x, &g, &b] {
+                let a = g1.get(v.as_tensor()).unwrap();
+                let r = g2.get(v.as_tensor()).unwrap();
+                assert!(max_diff(a, r) < 1e-4, "{act:?} gradient");
+            }
+        }
+    }
+
+    #[test]
     fn conv1x1_and_same_conv_match_candle_conv2d() {
+        let one = rand(&[1, 4, 5, 6], 8);
+        let w1 = rand(&[3, 4], 10);
+        let want = one.conv2d(&w1.reshape((3, 4, 1, 1)).unwrap(), 0, 1, 1, 1).unwrap();
+        assert!(max_diff(&conv1x1(&one, &w1).unwrap(), &want) < 1e-5, "batch of one");
         let x = Var::from_tensor(&rand(&[2, 4, 5, 6], 9)).unwrap();
         let w = Var::from_tensor(&rand(&[3, 4], 10)).unwrap();
         let ours = conv1x1(x.as_tensor(), w.as_tensor()).unwrap();

@@ -52,7 +52,8 @@ impl RmsProp {
     /// architecture did not use) is updated with a zero gradient, as TensorFlow does: its mean
     /// square decays and its momentum keeps moving it (tunas-spec §4.2).
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
-        let (rho, mu, eps, lr) = (self.rho as f32, self.momentum as f32, self.eps as f32, lr as f32);
+        let (rho, mu, eps, lr) =
+            (self.rho as f32, self.momentum as f32, self.eps as f32, lr as f32);
         for (((_, var), ms), mom) in self.vars.iter().zip(&mut self.ms).zip(&mut self.mom) {
             let grad = match grads.get(var.as_tensor()) {
                 Some(g) => Some(to_vec(g)?),
@@ -114,6 +115,36 @@ impl RmsProp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_variable_without_gradient_follows_tensorflow_zero_gradient_semantics() {
+        use candle_core::{DType, Device};
+        let vars = VarMap::new();
+        let a = vars.get(2, "a", candle_nn::Init::Const(1.0), DType::F32, &Device::Cpu).unwrap();
+        let b = vars.get(2, "b", candle_nn::Init::Const(1.0), DType::F32, &Device::Cpu).unwrap();
+        let mut opt = RmsProp::new(&vars).unwrap();
+        // Step 1: both used. Step 2: only `a` (b's branch not selected).
+        let loss = (a.sum_all().unwrap() + b.sum_all().unwrap()).unwrap();
+        opt.step(&loss.backward().unwrap(), 0.1).unwrap();
+        let b1 = b.to_vec1::<f32>().unwrap()[0];
+        let loss = a.sum_all().unwrap();
+        opt.step(&loss.backward().unwrap(), 0.1).unwrap();
+        let b2 = b.to_vec1::<f32>().unwrap()[0];
+        // g = 1: ms = 0.9 + 0.1 = 1, mom = 0.1/√2, b = 1 − mom; then g = 0: mom ← 0.9·mom.
+        let mom = 0.1 / 2f32.sqrt();
+        assert!((b1 - (1.0 - mom)).abs() < 1e-6, "{b1}");
+        assert!((b2 - (b1 - 0.9 * mom)).abs() < 1e-6, "momentum keeps moving b: {b2}");
+        let state = opt.state();
+        let ms = state["ms/b"].to_vec1::<f32>().unwrap()[0];
+        assert!((ms - 0.9).abs() < 1e-6, "the mean square decays: {ms}");
+        // The slots round-trip through a checkpoint.
+        let mut again = RmsProp::new(&vars).unwrap();
+        again.load_state(&state).unwrap();
+        assert_eq!(
+            again.state()["mom/a"].to_vec1::<f32>().unwrap(),
+            state["mom/a"].to_vec1::<f32>().unwrap()
+        );
+    }
 
     #[test]
     fn schedule_warms_up_then_decays_to_zero() {

@@ -8,6 +8,15 @@ use latency_tables::Activation;
 
 use super::ops::{hswish, pad_same};
 
+/// What follows a head convolution.
+#[derive(Debug, Clone)]
+pub enum HeadNorm {
+    /// A batch norm (γ, β).
+    Bn((Tensor, Tensor)),
+    /// The convolution's own bias `[Cout]` (no batch norm).
+    Bias(Tensor),
+}
+
 /// One layer with concrete weights (`bn` = (γ, β)).
 #[derive(Debug, Clone)]
 pub enum PlainLayer {
@@ -62,12 +71,12 @@ pub enum PlainLayer {
         /// `x + layer(x)`.
         residual: bool,
     },
-    /// 1×1 conv + BN + act (+ global average pooling).
+    /// 1×1 conv + BN (or bias) + act (+ global average pooling).
     Head {
         /// `[Cout, Cin]`.
         weight: Tensor,
-        /// BN.
-        bn: (Tensor, Tensor),
+        /// BN after the conv, or the conv's bias.
+        norm: HeadNorm,
         /// Activation.
         act: Activation,
         /// Pool after.
@@ -211,9 +220,15 @@ pub fn forward_with(layers: &[PlainLayer], x: &Tensor, ops: &mut dyn PlainOps) -
                     y
                 }
             }
-            PlainLayer::Head { weight, bn, act: a, pool: p } => {
+            PlainLayer::Head { weight, norm, act: a, pool: p } => {
                 let y = ops.pointwise(&x, weight)?;
-                let y = act(&ops.bn(&y, bn)?, *a)?;
+                let y = match norm {
+                    HeadNorm::Bn(bn) => ops.bn(&y, bn)?,
+                    HeadNorm::Bias(b) => {
+                        y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?
+                    }
+                };
+                let y = act(&y, *a)?;
                 if *p {
                     pooled = true;
                     pool(&y)?
@@ -290,9 +305,12 @@ impl PlainLayer {
                 proj_bn: map_bn(f, "project", proj_bn)?,
                 residual: *residual,
             },
-            PlainLayer::Head { weight, bn, act, pool } => PlainLayer::Head {
+            PlainLayer::Head { weight, norm, act, pool } => PlainLayer::Head {
                 weight: f("conv.weight", weight)?,
-                bn: map_bn(f, "conv", bn)?,
+                norm: match norm {
+                    HeadNorm::Bn(bn) => HeadNorm::Bn(map_bn(f, "conv", bn)?),
+                    HeadNorm::Bias(b) => HeadNorm::Bias(f("conv.bias", b)?),
+                },
                 act: *act,
                 pool: *pool,
             },
@@ -316,7 +334,8 @@ impl PlainLayer {
     /// The parts that end in a batch norm, in the order a forward pass calls them.
     pub fn bn_parts(&self) -> &'static [&'static str] {
         match self {
-            PlainLayer::Conv { .. } | PlainLayer::Head { .. } => &["conv"],
+            PlainLayer::Conv { .. } | PlainLayer::Head { norm: HeadNorm::Bn(_), .. } => &["conv"],
+            PlainLayer::Head { norm: HeadNorm::Bias(_), .. } => &[],
             PlainLayer::Sep { .. } => &["dw", "pw"],
             PlainLayer::Bottleneck { .. } => &["expand", "dw", "project"],
             PlainLayer::Classifier { .. } => &[],

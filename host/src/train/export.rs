@@ -116,8 +116,9 @@ pub fn onnx_weights(net: &StandaloneNet, index: &[usize]) -> Result<BTreeMap<Str
             out.insert(format!("l{j}.{part}.bias"), values(&shift)?);
         }
         for (name, t) in &tensors {
-            let plain = name.starts_with("se_") || name.starts_with("fc.");
-            if plain {
+            // Everything not folded above (SE, classifier, a head conv with its own bias).
+            let part = name.split('.').next().unwrap_or_default();
+            if !layer.bn_parts().contains(&part) {
                 out.insert(format!("l{j}.{name}"), values(t)?);
             }
         }

@@ -1,5 +1,6 @@
 //! Stand-alone training of one architecture, random search over architectures near a latency
-//! target, export of a trained network as ONNX, and the TuNAS-vs-random comparison.
+//! target, export of a trained network as ONNX, the TuNAS-vs-random comparison, and the rank
+//! check of a search's supernet against stand-alone training.
 
 mod net;
 
@@ -13,3 +14,4 @@ pub use run::{
 pub mod compare;
 pub mod export;
 pub mod random;
+pub mod rank;
