@@ -201,7 +201,7 @@ pub fn default_lr(batch: usize) -> f64 {
 /// ratio of drift to random walk, `√K · SNR · Σ lr / √(Σ lr²)`, does not depend on the rate's
 /// scale: the budget only sets how far the policy gets. A decision's signal-to-noise ratio per
 /// architecture is small — it changes T(α) by 1–3% (0.001–0.003 of reward at β = −0.1) against
-/// reward noise of ~0.03 — so E[g]/rms(g) ≈ 0.05–0.1, and settling a decision (a logit gap of
+/// reward noise of ~0.03 — so `E[g]/rms(g)` ≈ 0.05–0.1, and settling a decision (a logit gap of
 /// ~4–5, top probability ≥ 0.98) takes Σ lr ≈ 4.5/0.05–4.5/0.1. Measured on the quick default
 /// (seeds 1, 2): Σ lr = 150 ends with 16–18 of 73 decisions below 0.9 and the policy's spread
 /// at ±4% of T; a policy that wide sits below T0 when Q falls with T (measured slope
@@ -252,7 +252,7 @@ pub struct StepRecord {
     /// T of the policy's argmax architecture after this step's update.
     #[serde(default)]
     pub argmax_ms: Option<f64>,
-    /// E[T] under the policy (Monte Carlo), every [`EXPECTED_EVERY`] steps.
+    /// `E[T]` under the policy (Monte Carlo), every [`EXPECTED_EVERY`] steps.
     #[serde(default)]
     pub expected_ms: Option<f64>,
     /// Entropy of the whole policy (every decision).
@@ -263,7 +263,7 @@ pub struct StepRecord {
     pub q_slope: Option<f64>,
 }
 
-/// Steps between Monte Carlo estimates of E[T] in the log.
+/// Steps between Monte Carlo estimates of `E[T]` in the log.
 pub const EXPECTED_EVERY: usize = 10;
 
 /// Q's slope in ln T(α), estimated within steps (the K architectures share one validation
