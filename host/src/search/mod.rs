@@ -19,6 +19,6 @@ pub use controller::{
 pub use plot::{line_svg, scatter_svg};
 pub use run::{
     default_lr, default_rl_lr, delay_steps, evaluate_one_shot, read_steps, resume, start,
-    Interrupt, Outcome, RunDir, SearchConfig, SlopeStats, StepRecord, Stop, DEPLOYMENT_RESOLUTION,
-    EXPECTED_EVERY, QUICK_MIN_DELAY, QUICK_STEPS, RL_LOGIT_BUDGET,
+    Interrupt, Outcome, RunDir, SearchConfig, SearchSetup, SlopeStats, StepRecord, Stop,
+    DEPLOYMENT_RESOLUTION, EXPECTED_EVERY, QUICK_MIN_DELAY, QUICK_STEPS, RL_LOGIT_BUDGET,
 };

@@ -164,6 +164,42 @@ impl SearchConfig {
     }
 }
 
+/// What a search configuration builds before its first step; every caller that rebuilds a
+/// search's supernet (the search itself, `tunas rank-check`) gets it from
+/// [`SearchConfig::setup`].
+#[derive(Debug)]
+pub struct SearchSetup {
+    /// The search space.
+    pub space: SearchSpace,
+    /// The training split (without the held-out validation images).
+    pub train: ImageSet,
+    /// The held-out validation images (Q(α)).
+    pub val: ImageSet,
+    /// Batches of either split.
+    pub batcher: Batcher,
+    /// The supernet with its initial weights (a pure function of the seed).
+    pub net: Supernet,
+}
+
+impl SearchConfig {
+    /// The space, data split, batcher and initial supernet of this configuration (CPU).
+    pub fn setup(&self) -> Result<SearchSetup> {
+        let space = SearchSpace::by_name(&self.space)?;
+        let splits = data::load(&self.data)?;
+        let (train, val) = splits.train.split_tail(self.validation_size)?;
+        let batcher = Batcher::new(train.shape, splits.mean_std);
+        let geometry = ProxyGeometry {
+            input_hw: batcher.size,
+            in_channels: train.shape.0,
+            classes: train.classes,
+            width_multiplier: self.width_multiplier,
+        };
+        let mut init_rng = Rng::new(self.seed).fork("init");
+        let net = Supernet::new(&space, geometry, &mut init_rng, &Device::Cpu)?;
+        Ok(SearchSetup { space, train, val, batcher, net })
+    }
+}
+
 /// Steps of the quick default.
 pub const QUICK_STEPS: usize = 1000;
 
@@ -174,7 +210,8 @@ fn quick_delay(steps: usize) -> usize {
     delay_steps(steps, 0.25, QUICK_MIN_DELAY)
 }
 
-/// Warmup/RL delay of a run: `fraction` of its steps, at least `min_steps`, at most half.
+/// Warmup/RL delay of a run: `fraction` of its steps, at least `min_steps` (the minimum never
+/// makes it longer than half the run).
 pub fn delay_steps(steps: usize, fraction: f64, min_steps: usize) -> usize {
     let d = (fraction * steps as f64) as usize;
     if d >= min_steps {
@@ -365,20 +402,9 @@ struct Session {
 impl Session {
     fn new(cfg: SearchConfig, dir: RunDir) -> Result<Session> {
         cfg.check()?;
-        let space = SearchSpace::by_name(&cfg.space)?;
+        let SearchSetup { space, train, val, batcher, net } = cfg.setup()?;
         let model = load_latency(&cfg.latency, &space)?;
-        let splits = data::load(&cfg.data)?;
-        let (train, val) = splits.train.split_tail(cfg.validation_size)?;
-        let batcher = Batcher::new(train.shape, splits.mean_std);
-        let device = Device::Cpu;
-        let geometry = ProxyGeometry {
-            input_hw: batcher.size,
-            in_channels: train.shape.0,
-            classes: train.classes,
-            width_multiplier: cfg.width_multiplier,
-        };
-        let mut init_rng = Rng::new(cfg.seed).fork("init");
-        let net = Supernet::new(&space, geometry, &mut init_rng, &device)?;
+        let device = net.device().clone();
         let opt = RmsProp::new(net.vars())?;
         let controller = Controller::new(decision_infos(&space));
         let order = EpochOrder::new(cfg.seed, train.len());

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::run::{run_or_resume, TrainConfig, TrainResult};
@@ -24,10 +23,10 @@ use crate::rng::Rng;
 use crate::runs::{load_checkpoint, load_latency, read_json, set_vars, write_atomic, Interrupt};
 use crate::search::{
     decision_infos, evaluate_one_shot, one_hot_selection, scatter_svg, DecisionInfo, SearchConfig,
-    Stop,
+    SearchSetup, Stop,
 };
 use crate::space::{Architecture, SearchSpace};
-use crate::supernet::{ProxyGeometry, Supernet};
+use crate::supernet::Supernet;
 
 /// Draws of the rejection sampler before a window is declared (practically) empty.
 pub const MAX_DRAWS: usize = 1_000_000;
@@ -170,19 +169,8 @@ impl std::fmt::Debug for OneShot {
 impl OneShot {
     /// Loads the supernet of the search run `dir` with configuration `cfg`.
     pub fn load(dir: &Path, cfg: &SearchConfig) -> Result<OneShot> {
-        let space = SearchSpace::by_name(&cfg.space)?;
-        let splits = data::load(&cfg.data)?;
-        let (train, val) = splits.train.split_tail(cfg.validation_size)?;
-        let batcher = Batcher::new(train.shape, splits.mean_std);
-        let device = Device::Cpu;
-        let geometry = ProxyGeometry {
-            input_hw: batcher.size,
-            in_channels: train.shape.0,
-            classes: train.classes,
-            width_multiplier: cfg.width_multiplier,
-        };
-        let mut init_rng = Rng::new(cfg.seed).fork("init");
-        let net = Supernet::new(&space, geometry, &mut init_rng, &device)?;
+        let SearchSetup { space, val, batcher, net, .. } = cfg.setup()?;
+        let device = net.device().clone();
         let ck = load_checkpoint(dir, &device)
             .with_context(|| format!("{}: loading the supernet", dir.display()))?;
         set_vars(net.vars(), &ck.weights, &ck.weights_path).with_context(|| {
