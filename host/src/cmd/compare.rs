@@ -93,13 +93,7 @@ impl Cmd {
         search.validation_size = self.validation_size;
         search.lr = default_lr(self.batch_size);
         search.rl_lr = default_rl_lr(search.steps, search.delay());
-        let mut train = TrainConfig::new(space.name, "");
-        train.latency = self.latency.clone();
-        train.data = self.data.clone();
-        train.validation_size = self.validation_size;
-        train.width_multiplier = self.width_multiplier;
-        train.batch_size = self.batch_size;
-        train.lr = search.lr;
+        let mut train = TrainConfig::like_search(&search);
         let mut candidate = train.clone();
         candidate.steps = self
             .candidate_steps

@@ -265,14 +265,6 @@ fn mask(n: usize, max: usize, dev: &Device) -> Result<Tensor> {
     Tensor::from_vec(v, max, dev)
 }
 
-fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
-    match act {
-        Activation::Relu => x.relu(),
-        Activation::HSwish => super::ops::hswish(x),
-        Activation::None => Ok(x.clone()),
-    }
-}
-
 /// Masked stateless BN (γ, β multiplied by the channel mask), then `act`, as one op.
 fn bn(
     x: &Tensor,
@@ -644,7 +636,7 @@ impl Supernet {
                         HeadNorm::Bn(b) => bn(&conv1x1(x, &wm)?, b, &omask, *act, &t)?,
                         HeadNorm::Bias(bias) => {
                             let bias = t(bias).mul(&omask)?.reshape((1, out_max, 1, 1))?;
-                            activate(&conv1x1(x, &wm)?.broadcast_add(&bias)?, *act)?
+                            super::plain::act(&conv1x1(x, &wm)?.broadcast_add(&bias)?, *act)?
                         }
                     };
                     if *pool {

@@ -140,7 +140,8 @@ impl PlainOps for NativeOps {
     }
 }
 
-fn act(x: &Tensor, a: Activation) -> Result<Tensor> {
+/// `a(x)` with Candle's ops (ReLU, h-swish or none).
+pub(super) fn act(x: &Tensor, a: Activation) -> Result<Tensor> {
     match a {
         Activation::Relu => x.relu(),
         Activation::HSwish => hswish(x),

@@ -66,13 +66,7 @@ impl RankConfig {
         if !(epochs.is_finite() && epochs > 0.0) {
             bail!("--epochs must be positive, got {epochs}");
         }
-        let mut train = TrainConfig::new(&search.space, "");
-        train.latency = search.latency.clone();
-        train.data = search.data.clone();
-        train.validation_size = search.validation_size;
-        train.width_multiplier = search.width_multiplier;
-        train.batch_size = search.batch_size;
-        train.lr = search.lr;
+        let mut train = TrainConfig::like_search(search);
         train.seed = seed;
         let n_train = data::load(&search.data)?.train.len().saturating_sub(search.validation_size);
         train.steps = train.steps_for_epochs(epochs, n_train);

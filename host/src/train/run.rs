@@ -85,6 +85,21 @@ impl TrainConfig {
         }
     }
 
+    /// The defaults, trained like the search `search` (its space, latency model, data and
+    /// held-out split, width, batch size and weight learning rate): how the search's result
+    /// and its rivals are trained stand-alone (`tunas compare`, `tunas rank-check`).
+    pub fn like_search(search: &crate::search::SearchConfig) -> TrainConfig {
+        TrainConfig {
+            latency: search.latency.clone(),
+            data: search.data.clone(),
+            validation_size: search.validation_size,
+            width_multiplier: search.width_multiplier,
+            batch_size: search.batch_size,
+            lr: search.lr,
+            ..TrainConfig::new(&search.space, "")
+        }
+    }
+
     /// Steps for `epochs` passes over `train_images` at this batch size (at least one).
     pub fn steps_for_epochs(&self, epochs: f64, train_images: usize) -> usize {
         ((epochs * train_images as f64 / self.batch_size as f64).round() as usize).max(1)
