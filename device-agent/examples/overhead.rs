@@ -38,7 +38,7 @@ fn main() -> Result<()> {
     // The agent's method on a fresh runnable.
     let mut r = engine.prepare(&bytes, None, 0)?;
     let placement = Placement { cpus: vec![], thermal_limit_c: 200.0 };
-    let t = measure::time_model(r.as_mut(), &Method::default(), &placement)?;
+    let t = measure::time_model(r.as_mut(), &Method::default(), &placement, &mut |_| Ok(()))?;
     let agent = LatencyStats::from_samples(&t.samples_us).context("no samples")?;
 
     println!("| loop | n | mean µs | median µs | p10 µs | p90 µs |");

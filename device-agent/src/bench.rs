@@ -1,19 +1,19 @@
 //! Standalone profiling: `device-agent bench --plan plan.json --out table.json [--resume]`.
 //!
-//! For an engineer who pushed the binary and a plan to a device by hand. Every finished
-//! (key, pass) is appended to `table.json.journal` and flushed; `--resume` continues from it and
-//! never re-measures what it holds. The table is written atomically at the end.
+//! For an engineer who pushed the binary and a plan to a device by hand. The plan runs through
+//! the same driver as `tunas profile` ([`latency_tables::driver`]), with one worker: this
+//! device's engine, in this process. Every finished (key, pass) is appended to
+//! `table.json.journal` and flushed; `--resume` continues from it and never re-measures what it
+//! holds. The table is written atomically at the end.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use anyhow::{bail, Result};
-use latency_tables::journal::{Collected, Journal, Record};
-use latency_tables::{Fingerprint, Method, Plan, SCHEMA_VERSION};
+use anyhow::{Context, Result};
+use latency_tables::driver::{self, Hello, Outcome, Report, Worker, WorkerError};
+use latency_tables::{Fingerprint, Method, OpKey, Plan};
 
 use crate::engine::Engine;
 use crate::measure::{self, Canary, Placement};
-use latency_tables::progress::Progress;
 
 /// What a finished bench did.
 #[derive(Debug, serde::Serialize)]
@@ -28,10 +28,91 @@ pub struct Summary {
     pub failed: usize,
     /// (key, pass) pairs measured by this run (not taken from the journal).
     pub measured_now: usize,
+    /// Journal lines found damaged and dropped (their keys were measured again).
+    pub damaged_lines: usize,
     /// Seconds this run took.
     pub seconds: f64,
     /// Canary drifts seen.
     pub canary_drifts: u32,
+}
+
+/// The engine of this process as the driver's worker.
+pub struct LocalWorker<'a> {
+    engine: &'a dyn Engine,
+    fingerprint: Fingerprint,
+    placement: &'a Placement,
+    canary: Option<Canary>,
+    drifts: u32,
+}
+
+impl std::fmt::Debug for LocalWorker<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalWorker").field("canary", &self.canary).finish()
+    }
+}
+
+impl<'a> LocalWorker<'a> {
+    /// A worker timing with `engine` on `placement`, introducing itself with `fingerprint`.
+    pub fn new(engine: &'a dyn Engine, fingerprint: Fingerprint, placement: &'a Placement) -> Self {
+        LocalWorker { engine, fingerprint, placement, canary: None, drifts: 0 }
+    }
+}
+
+impl Worker for LocalWorker<'_> {
+    fn describe(&self) -> String {
+        "this device".into()
+    }
+
+    fn connect(&mut self) -> Result<Hello, WorkerError> {
+        Ok(Hello { fingerprint: self.fingerprint.clone(), agent: self.engine.describe() })
+    }
+
+    fn measure(
+        &mut self,
+        pass: u32,
+        keys: &[OpKey],
+        method: &Method,
+        report: &mut Report<'_>,
+    ) -> Result<(), WorkerError> {
+        let _ = pass;
+        if self.canary.is_none() && method.canary_every > 0 {
+            self.canary = Some(Canary::new(self.engine, method).map_err(|e| {
+                WorkerError::Refused(format!("the canary block could not be built: {e:#}"))
+            })?);
+        }
+        let mut stopped = false;
+        let result = measure::run_pass(
+            self.engine,
+            keys,
+            method,
+            self.placement,
+            &mut self.canary,
+            &mut |key, result| {
+                let outcome = match result {
+                    Ok(t) => Outcome::Measured {
+                        samples_us: t.samples_us,
+                        batch: t.batch,
+                        throttled: t.throttled,
+                    },
+                    Err(e) => Outcome::Failed(format!("{e:#}")),
+                };
+                report(key, outcome).map_err(|_| {
+                    stopped = true;
+                    anyhow::anyhow!("stopped")
+                })
+            },
+            &mut |_| Ok(()),
+        );
+        self.drifts = self.canary.as_ref().map_or(0, |c| c.drifts);
+        match result {
+            Ok(()) => Ok(()),
+            Err(_) if stopped => Err(WorkerError::Stopped),
+            // Timing the canary failed: nothing on this device can be trusted to continue.
+            Err(e) => Err(WorkerError::Refused(format!("{e:#}"))),
+        }
+    }
+
+    fn disconnect(&mut self, _broken: bool) {}
 }
 
 /// Runs the plan by `method`, journaling into `out`'s journal.
@@ -44,89 +125,29 @@ pub fn bench(
     fingerprint: Fingerprint,
     placement: &Placement,
 ) -> Result<Summary> {
-    let start = Instant::now();
     let plan = Plan::load(plan_path)?;
-    let journal_path = Journal::path_for(out);
-    let mut collected = Collected::new();
-    let (mut journal, method) = if resume && journal_path.exists() {
-        let (journal, records) = Journal::resume(&journal_path)?;
-        let Some(Record::Header { method: old, keys, .. }) = records.first().cloned() else {
-            bail!("{}: no header", journal_path.display());
-        };
-        if keys != plan.keys.len() {
-            bail!(
-                "{}: the journal was started for a plan of {keys} keys, {} has {}",
-                journal_path.display(),
-                plan_path.display(),
-                plan.keys.len()
-            );
-        }
-        for r in &records {
-            collected.add(r);
-        }
-        measure::log_line(&format!(
-            "resuming {}: {} (key, pass) results already measured",
-            journal_path.display(),
-            collected.passes_done()
-        ));
-        (journal, old)
-    } else {
-        if resume {
-            measure::log_line(&format!("no journal at {}: starting fresh", journal_path.display()));
-        }
-        let header = Record::Header {
-            schema_version: SCHEMA_VERSION,
-            method: method.clone(),
-            fingerprint: Box::new(fingerprint.clone()),
-            keys: plan.keys.len(),
-        };
-        (Journal::create(&journal_path, header)?, method)
+    let opts = driver::Options {
+        group: if method.canary_every == 0 { 8 } else { method.canary_every as usize },
+        method,
+        resume,
+        allow_mixed: false,
+        max_attempts: 1,
+        max_restarts: 0,
+        description: format!("device-agent bench --plan {}", plan_path.display()),
     };
-    let passes = method.passes.max(1);
-    let total = (plan.keys.len() as u64) * u64::from(passes);
-    let mut progress = Progress::new("bench", total, collected.passes_done() as u64);
-    let mut canary =
-        if method.canary_every > 0 { Some(Canary::new(engine, &method)?) } else { None };
-    let mut measured_now = 0;
-    for pass in 0..passes {
-        let todo: Vec<_> = measure::rotated(&plan.keys, pass, passes)
-            .into_iter()
-            .filter(|k| !collected.has(k, pass) && !collected.failed(k))
-            .collect();
-        measure::run_pass(engine, &todo, &method, placement, &mut canary, &mut |key, result| {
-            let record = match result {
-                Ok(t) => Record::Pass {
-                    key: key.clone(),
-                    pass,
-                    samples_us: t.samples_us,
-                    batch: t.batch,
-                    throttled: t.throttled,
-                },
-                Err(e) => {
-                    let msg = format!("{e:#}");
-                    measure::log_line(&format!("{key}: {msg}"));
-                    Record::Failed { key: key.clone(), error: msg, attempts: 1 }
-                }
-            };
-            journal.append(&record)?;
-            collected.add(&record);
-            measured_now += 1;
-            progress.advance(1, &key.to_string());
-            Ok(())
-        })?;
-    }
-    let mut table = collected.to_table(fingerprint, method);
-    table.description = Some(format!("device-agent bench --plan {}", plan_path.display()));
-    table.created = Some(latency_tables::table::timestamp());
-    table.save(out)?;
+    let mut worker = LocalWorker::new(engine, fingerprint, placement);
+    let mut log = console::Log::new("device-agent", "bench");
+    let s = driver::run_here(&plan.keys, &mut worker, out, &opts, &mut log)
+        .with_context(|| format!("benchmarking {} into {}", plan_path.display(), out.display()))?;
     Ok(Summary {
-        out: out.to_path_buf(),
-        keys: plan.keys.len(),
-        measured: table.len(),
-        failed: table.failures().count(),
-        measured_now,
-        seconds: start.elapsed().as_secs_f64(),
-        canary_drifts: canary.map_or(0, |c| c.drifts),
+        out: s.out,
+        keys: s.keys,
+        measured: s.measured,
+        failed: s.failed.len(),
+        measured_now: s.received_now,
+        damaged_lines: s.damaged_lines,
+        seconds: s.seconds,
+        canary_drifts: worker.drifts,
     })
 }
 

@@ -234,7 +234,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut r = engine
                 .prepare(&bytes, shape.as_deref(), method.seed)
                 .with_context(|| format!("loading {}", a.model.display()))?;
-            let t = measure::time_model(r.as_mut(), &method, &placement)?;
+            let t = measure::time_model(r.as_mut(), &method, &placement, &mut |_| Ok(()))?;
             let stats = LatencyStats::from_samples(&t.samples_us).context("no samples")?;
             print_json(&serde_json::json!({
                 "model": a.model, "units": "us", "stats": stats, "batch": t.batch,

@@ -100,27 +100,37 @@ pub fn time_key(
     time_runnable(r.as_mut(), method, placement).with_context(|| format!("running {key}"))
 }
 
-/// Builds a whole network and times it with every pass of the method back to back.
+/// Builds a whole network and times it with every pass of the method back to back; `beat` is
+/// called after the build and after every pass with the passes done.
 pub fn time_network(
     engine: &dyn Engine,
     net: &Network,
     method: &Method,
     placement: &Placement,
+    beat: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<Timing> {
     let bytes = onnx::network_bytes(net, method.seed)?;
     let shape = net.input_shape().map(|(h, w, c)| [1, c as usize, h as usize, w as usize]);
     let mut r = engine.prepare(&bytes, shape.as_ref().map(|s| &s[..]), method.seed)?;
-    time_model(r.as_mut(), method, placement)
+    beat(0)?;
+    time_model(r.as_mut(), method, placement, beat)
 }
 
-/// Times a prepared model with every pass of the method back to back (samples concatenated).
-pub fn time_model(r: &mut dyn Runnable, method: &Method, placement: &Placement) -> Result<Timing> {
+/// Times a prepared model with every pass of the method back to back (samples concatenated);
+/// `beat` is called after every pass with the passes done.
+pub fn time_model(
+    r: &mut dyn Runnable,
+    method: &Method,
+    placement: &Placement,
+    beat: &mut dyn FnMut(u64) -> Result<()>,
+) -> Result<Timing> {
     let mut all = Timing { samples_us: Vec::new(), batch: 1, throttled: false };
-    for _ in 0..method.passes.max(1) {
+    for pass in 0..method.passes.max(1) {
         let t = time_runnable(r, method, placement)?;
         all.samples_us.extend(t.samples_us);
         all.batch = t.batch;
         all.throttled |= t.throttled;
+        beat(u64::from(pass) + 1)?;
     }
     Ok(all)
 }
@@ -187,6 +197,10 @@ impl Canary {
 /// Runs one pass over `keys`, calling `emit` for every key's result in order. Results are
 /// released after each good canary (see the module docs). At most `max_redos` re-measurements
 /// per group; after that the group is released with `throttled` set.
+///
+/// `beat` is called after every key timed, after every canary and at least once a second of a
+/// cool-down, with the keys timed so far (re-measurements included): the server turns it into
+/// `Progress` messages, so the host can time out per message instead of per group.
 pub fn run_pass(
     engine: &dyn Engine,
     keys: &[OpKey],
@@ -194,22 +208,33 @@ pub fn run_pass(
     placement: &Placement,
     canary: &mut Option<Canary>,
     emit: &mut dyn FnMut(&OpKey, Result<Timing>) -> Result<()>,
+    beat: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<()> {
     const MAX_REDOS: u32 = 3;
     let group =
         if method.canary_every == 0 { keys.len().max(1) } else { method.canary_every as usize };
+    let mut timed = 0u64;
     if let Some(c) = canary.as_mut() {
         if c.baseline_us.is_none() {
             c.check(method, placement)?;
+            beat(timed)?;
         }
     }
     for chunk in keys.chunks(group) {
         let mut redos = 0;
         loop {
-            let results: Vec<(OpKey, Result<Timing>)> =
-                chunk.iter().map(|k| (k.clone(), time_key(engine, k, method, placement))).collect();
+            let mut results: Vec<(OpKey, Result<Timing>)> = Vec::with_capacity(chunk.len());
+            for k in chunk {
+                results.push((k.clone(), time_key(engine, k, method, placement)));
+                timed += 1;
+                beat(timed)?;
+            }
             let good = match canary.as_mut() {
-                Some(c) if method.canary_every > 0 => c.check(method, placement)?,
+                Some(c) if method.canary_every > 0 => {
+                    let good = c.check(method, placement)?;
+                    beat(timed)?;
+                    good
+                }
                 _ => true,
             };
             if good || redos >= MAX_REDOS {
@@ -231,8 +256,18 @@ pub fn run_pass(
                 method.cooldown_secs,
                 chunk.len()
             ));
-            // No re-baselining: the canary must come back to its first value.
-            engine.cool_down(method.cooldown_secs);
+            // No re-baselining: the canary must come back to its first value. The cool-down
+            // is slept a second at a time, with a heartbeat after each.
+            let mut left = method.cooldown_secs.max(0.0);
+            loop {
+                let slice = left.min(1.0);
+                engine.cool_down(slice);
+                beat(timed)?;
+                left -= slice;
+                if left <= 0.0 {
+                    break;
+                }
+            }
         }
     }
     Ok(())
@@ -293,7 +328,7 @@ mod tests {
         run_pass(&engine, &keys, &quick(), &placement(), &mut canary, &mut |k, r| {
             seen.push((k.clone(), r.is_ok()));
             Ok(())
-        })
+        }, &mut |_| Ok(()))
         .unwrap();
         assert_eq!(seen.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), keys);
         assert!(seen.iter().all(|(_, ok)| *ok));
@@ -302,7 +337,7 @@ mod tests {
         run_pass(&failing, &keys[..2], &quick(), &placement(), &mut None, &mut |_, r| {
             errors += usize::from(r.is_err());
             Ok(())
-        })
+        }, &mut |_| Ok(()))
         .unwrap();
         assert_eq!(errors, 2);
     }
@@ -358,16 +393,19 @@ mod tests {
             .map(|k| k.parse().unwrap())
             .collect();
         let mut emitted = Vec::new();
+        let mut beats = 0;
         let slow2 = slow.clone();
         run_pass(&engine, &keys, &m, &placement(), &mut canary, &mut |k, r| {
             emitted.push((k.clone(), r.unwrap().median()));
             // Cooling happened before release: timings released are the fast ones.
             assert_eq!(slow2.load(Ordering::SeqCst), 0);
             Ok(())
-        })
+        }, &mut |_| { beats += 1; Ok(()) })
         .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(emitted.len(), keys.len(), "every key released exactly once");
         assert!(canary.unwrap().drifts >= 1);
+        // A heartbeat per key timed (re-measurements too), per canary and per cool-down.
+        assert!(beats >= 2 * keys.len(), "{beats} heartbeats");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! that fails to build or run is that key's `Failed` response; a host of another protocol
 //! version gets an `Error` naming both versions.
 
+use std::cell::RefCell;
 use std::io::{Read, Write};
 
 use anyhow::Result;
@@ -79,8 +80,22 @@ pub fn serve(
             Request::Info => send(&Response::Info { fingerprint: fingerprint.clone() }, output)?,
             Request::Measure { id, pass, keys, method } => {
                 if canary.is_none() && method.canary_every > 0 {
-                    canary = Canary::new(engine, &method).ok();
+                    match Canary::new(engine, &method) {
+                        Ok(c) => canary = Some(c),
+                        Err(e) => {
+                            // Without its canary a pass cannot detect drift: refuse rather
+                            // than measure silently without it.
+                            let message = format!(
+                                "the canary block {} could not be built ({e:#}); pass --canary-every 0 to measure without drift detection",
+                                measure::CANARY
+                            );
+                            send(&Response::Error { message }, output)?;
+                            continue;
+                        }
+                    }
                 }
+                let total = keys.len() as u64;
+                let mut out = RefCell::new(&mut *output);
                 measure::run_pass(
                     engine,
                     &keys,
@@ -103,17 +118,22 @@ pub fn serve(
                                 error: format!("{e:#}"),
                             },
                         };
-                        send(&response, output)
+                        send(&response, &mut **out.borrow_mut())
                     },
+                    &mut |done| send(&Response::Progress { id, done, total }, &mut **out.borrow_mut()),
                 )?;
-                send(&Response::Done { id }, output)?;
+                send(&Response::Done { id }, out.get_mut())?;
             }
             Request::MeasureNetwork { id, network, method } => {
                 let subject = Subject::Network {
                     layers: network.layers.len(),
                     digest: network_digest(&network),
                 };
-                let response = match measure::time_network(engine, &network, &method, placement) {
+                let total = u64::from(method.passes.max(1));
+                let timing = measure::time_network(engine, &network, &method, placement, &mut |done| {
+                    send(&Response::Progress { id, done, total }, output)
+                });
+                let response = match timing {
                     Ok(t) => Response::Measured {
                         id,
                         pass: None,
@@ -169,7 +189,10 @@ mod tests {
         serve(engine, &Fingerprint::default(), &placement, &mut &input[..], &mut out).unwrap();
         let mut d = Decoder::new();
         d.push(&out);
-        std::iter::from_fn(|| d.next_frame()).map(|p| serde_json::from_slice(&p).unwrap()).collect()
+        std::iter::from_fn(|| d.next_frame())
+            .map(|p| serde_json::from_slice(&p).unwrap())
+            .filter(|r| !matches!(r, Response::Progress { .. }))
+            .collect()
     }
 
     fn hello() -> Request {

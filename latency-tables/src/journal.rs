@@ -1,16 +1,18 @@
 //! The measurement journal: an append-only JSON Lines file with one record per finished
 //! (key, pass), flushed as it is written, from which a profile resumes after any crash.
 //!
-//! The first line is a header (method, plan size, fingerprint). A torn last line (the writer was
-//! killed mid-write) is cut off on resume; any other bad line is an error naming the file and
-//! line. [`Collected`] turns the records into a [`LatencyTable`]: statistics over the samples of
+//! The first line is a header (method, plan size, fingerprint). [`Journal`] is generic over its
+//! record type, so whole-network measurements use the same file format and recovery rule.
+//! [`Collected`] turns the records into a [`LatencyTable`]: statistics over the samples of
 //! every pass, the spread between pass medians, and failures.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::Write;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TableError;
@@ -58,23 +60,56 @@ pub enum Record {
     },
 }
 
-/// An open journal, appending.
-#[derive(Debug)]
-pub struct Journal {
-    path: PathBuf,
-    file: File,
+/// A line of a journal that could not be read back, and was dropped on resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The 1-based line number in the file as it was found.
+    pub line: usize,
+    /// Why it was dropped.
+    pub message: String,
 }
 
-impl Journal {
+/// What [`Journal::resume`] read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovered<R> {
+    /// Every record that was read back intact, in file order.
+    pub records: Vec<R>,
+    /// Damaged lines in the middle of the file (a torn last line is not damage: it is what a
+    /// writer killed mid-write leaves, and it is cut off silently).
+    pub damaged: Vec<Damage>,
+    /// Where the damaged file was kept before the journal was rewritten without the damage.
+    pub backup: Option<PathBuf>,
+}
+
+/// An append-only JSON Lines journal of records of type `R`, flushed to disk record by record.
+///
+/// One format and one recovery rule for every journal of the project (op-key profiles, whole-
+/// network validation, …):
+/// - every record is one line, written with one `write` and `fsync`ed;
+/// - on resume, a last line without its newline (a writer killed mid-write) is kept if it is a
+///   whole record and cut off otherwise, so the next append starts on a clean line;
+/// - any other line that is not a record (garbage, a flipped byte) is dropped and reported;
+///   the damaged file is kept as `PATH.damaged` and the journal rewritten (atomically) with
+///   the intact records, so that nothing read back is lost and the file is clean again.
+#[derive(Debug)]
+pub struct Journal<R = Record> {
+    path: PathBuf,
+    file: File,
+    records: PhantomData<fn(R)>,
+}
+
+impl Journal<Record> {
     /// The conventional journal path next to an output table: `table.json` → `table.json.journal`.
     pub fn path_for(out: &Path) -> PathBuf {
         let mut name = out.as_os_str().to_owned();
         name.push(".journal");
         PathBuf::from(name)
     }
+}
 
-    /// Creates a new journal (refusing to overwrite one) and writes its header.
-    pub fn create(path: &Path, header: Record) -> Result<Journal, TableError> {
+impl<R: Serialize + DeserializeOwned> Journal<R> {
+    /// Creates a new journal (refusing to overwrite one) and writes `first` into it.
+    pub fn create(path: &Path, first: &[R]) -> Result<Journal<R>, TableError> {
         let io = |source| TableError::Io { path: path.to_path_buf(), source };
         let file = OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -87,67 +122,95 @@ impl Journal {
                 io(e)
             }
         })?;
-        let mut j = Journal { path: path.to_path_buf(), file };
-        j.append(&header)?;
+        let mut j = Journal { path: path.to_path_buf(), file, records: PhantomData };
+        for r in first {
+            j.append(r)?;
+        }
         Ok(j)
     }
 
-    /// Opens an existing journal for resuming: returns it (positioned at the end) and its records.
-    /// A torn last line is removed from the file.
-    pub fn resume(path: &Path) -> Result<(Journal, Vec<Record>), TableError> {
-        let io = |source| TableError::Io { path: path.to_path_buf(), source };
-        let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io)?;
-        let mut records = Vec::new();
-        let mut good_len = 0u64;
-        let mut reader = BufReader::new(&mut file);
-        let mut line = String::new();
-        let mut lineno = 0;
-        loop {
-            line.clear();
-            let n = reader.read_line(&mut line).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            lineno += 1;
-            if !line.ends_with('\n') {
-                break; // torn last line: cut off below
-            }
-            match serde_json::from_str::<Record>(line.trim_end()) {
-                Ok(r) => {
-                    records.push(r);
-                    good_len += n as u64;
-                }
-                Err(e) => {
-                    return Err(TableError::Syntax {
-                        path: path.to_path_buf(),
-                        line: lineno,
-                        column: e.column(),
-                        message: format!("bad journal record: {e}"),
-                    })
-                }
-            }
+    /// Opens the journal at `path` for appending, creating an empty one when there is none,
+    /// and reads back what it holds (see [`Journal::resume`]).
+    pub fn open(path: &Path) -> Result<(Journal<R>, Recovered<R>), TableError> {
+        if path.exists() {
+            Self::resume(path)
+        } else {
+            let empty = Recovered { records: vec![], damaged: vec![], backup: None };
+            Ok((Self::create(path, &[])?, empty))
         }
-        drop(reader);
-        match records.first() {
-            Some(Record::Header { .. }) => {}
-            _ => {
-                return Err(TableError::Invalid {
-                    path: path.to_path_buf(),
-                    message: "the journal does not start with a header line".into(),
-                })
-            }
-        }
-        file.set_len(good_len).map_err(io)?;
-        file.seek(SeekFrom::End(0)).map_err(io)?;
-        Ok((Journal { path: path.to_path_buf(), file }, records))
     }
 
-    /// Appends one record and flushes it to the OS (and to disk).
-    pub fn append(&mut self, record: &Record) -> Result<(), TableError> {
+    /// Reads a journal back without changing it: its intact records and its damaged lines
+    /// (a torn last line that is not a whole record is neither).
+    pub fn read(path: &Path) -> Result<Recovered<R>, TableError> {
+        let bytes = std::fs::read(path)
+            .map_err(|source| TableError::Io { path: path.to_path_buf(), source })?;
+        Ok(Self::parse(&bytes).0)
+    }
+
+    /// The records and damage of `bytes`, and whether the file needs rewriting (its last line
+    /// is torn, or a line is damaged).
+    fn parse(bytes: &[u8]) -> (Recovered<R>, bool) {
+        let mut out = Recovered { records: vec![], damaged: vec![], backup: None };
+        let mut rewrite = false;
+        let mut lines = bytes.split_inclusive(|&b| b == b'\n').enumerate().peekable();
+        while let Some((i, line)) = lines.next() {
+            let whole = line.ends_with(b"\n");
+            let last = lines.peek().is_none();
+            let text = line.strip_suffix(b"\n").unwrap_or(line);
+            if text.iter().all(u8::is_ascii_whitespace) {
+                rewrite |= !whole;
+                continue;
+            }
+            match serde_json::from_slice::<R>(text) {
+                Ok(r) => {
+                    out.records.push(r);
+                    rewrite |= !whole;
+                }
+                Err(_) if last && !whole => rewrite = true,
+                Err(e) => {
+                    out.damaged.push(Damage { line: i + 1, message: e.to_string() });
+                    rewrite = true;
+                }
+            }
+        }
+        (out, rewrite)
+    }
+
+    /// Opens an existing journal for appending and reads it back. A torn last line is cut off
+    /// (or completed, when it is a whole record); damaged lines are dropped, the damaged file is
+    /// kept as `PATH.damaged` and the journal rewritten with the intact records.
+    pub fn resume(path: &Path) -> Result<(Journal<R>, Recovered<R>), TableError> {
+        let io = |source| TableError::Io { path: path.to_path_buf(), source };
+        let bytes = std::fs::read(path).map_err(io)?;
+        let (mut recovered, rewrite) = Self::parse(&bytes);
+        if rewrite {
+            if !recovered.damaged.is_empty() {
+                let backup = free_name(path, "damaged");
+                std::fs::copy(path, &backup).map_err(io)?;
+                recovered.backup = Some(backup);
+            }
+            let mut text = Vec::new();
+            for r in &recovered.records {
+                text.extend(line_of(r));
+            }
+            let tmp = free_name(path, "tmp");
+            let write = || -> std::io::Result<()> {
+                let mut f = File::create(&tmp)?;
+                f.write_all(&text)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, path)
+            };
+            write().map_err(io)?;
+        }
+        let file = OpenOptions::new().append(true).open(path).map_err(io)?;
+        Ok((Journal { path: path.to_path_buf(), file, records: PhantomData }, recovered))
+    }
+
+    /// Appends one record as one line and flushes it to disk.
+    pub fn append(&mut self, record: &R) -> Result<(), TableError> {
         let io = |source| TableError::Io { path: self.path.clone(), source };
-        let mut line = serde_json::to_string(record).unwrap_or_default();
-        line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(io)?;
+        self.file.write_all(&line_of(record)).map_err(io)?;
         self.file.flush().map_err(io)?;
         self.file.sync_data().map_err(io)
     }
@@ -156,6 +219,27 @@ impl Journal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+fn line_of<R: Serialize>(record: &R) -> Vec<u8> {
+    // Serialising plain data into memory cannot fail.
+    let mut line = serde_json::to_vec(record).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// `PATH.suffix`, or `PATH.suffix.N` with the first N not taken.
+fn free_name(path: &Path, suffix: &str) -> PathBuf {
+    let with = |s: String| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(s);
+        PathBuf::from(name)
+    };
+    let first = with(format!(".{suffix}"));
+    if !first.exists() {
+        return first;
+    }
+    (1..).map(|n| with(format!(".{suffix}.{n}"))).find(|p| !p.exists()).unwrap_or(first)
 }
 
 /// The key order of pass `pass` of `passes`: pass p starts `p·len/passes` keys later, so every
@@ -289,35 +373,126 @@ mod tests {
     fn resume_cuts_a_torn_line_and_keeps_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.json.journal");
-        let mut j = Journal::create(&path, header()).unwrap();
+        let mut j = Journal::create(&path, &[header()]).unwrap();
         j.append(&pass("pool/7x7x8", 0, 10.0)).unwrap();
         drop(j);
         // A writer killed mid-line.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"type\":\"pass\",\"key\":\"pool/7").unwrap();
         drop(f);
-        let (mut j, records) = Journal::resume(&path).unwrap();
-        assert_eq!(records.len(), 2);
+        let (mut j, got) = Journal::<Record>::resume(&path).unwrap();
+        assert_eq!((got.records.len(), got.damaged.len(), got.backup), (2, 0, None));
         j.append(&pass("pool/7x7x8", 1, 20.0)).unwrap();
         drop(j);
-        let (_, records) = Journal::resume(&path).unwrap();
-        assert_eq!(records.len(), 3);
-        assert!(Journal::create(&path, header()).unwrap_err().to_string().contains("--resume"));
+        // Killed again, and resumed again: the second torn line does not glue onto a record.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"type\":\"pa").unwrap();
+        drop(f);
+        let (mut j, got) = Journal::<Record>::resume(&path).unwrap();
+        assert_eq!((got.records.len(), got.damaged.len()), (3, 0));
+        j.append(&pass("pool/7x7x8", 2, 30.0)).unwrap();
+        drop(j);
+        assert_eq!(Journal::<Record>::read(&path).unwrap().records.len(), 4);
+        let err = Journal::create(&path, &[header()]).unwrap_err().to_string();
+        assert!(err.contains("--resume"), "{err}");
     }
 
     #[test]
-    fn a_corrupt_middle_line_names_the_line() {
+    fn a_whole_record_without_its_newline_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let text = serde_json::to_string(&header()).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        let (mut j, got) = Journal::<Record>::resume(&path).unwrap();
+        assert_eq!(got.records, vec![header()]);
+        j.append(&pass("pool/7x7x8", 0, 1.0)).unwrap();
+        assert_eq!(Journal::<Record>::read(&path).unwrap().records.len(), 2);
+    }
+
+    #[test]
+    fn a_damaged_middle_line_is_dropped_reported_and_kept_aside() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let mut text = serde_json::to_string(&header()).unwrap();
         text.push_str("\n{garbage}\n");
         text.push_str(&serde_json::to_string(&pass("pool/7x7x8", 0, 1.0)).unwrap());
         text.push('\n');
-        std::fs::write(&path, text).unwrap();
-        let err = Journal::resume(&path).unwrap_err().to_string();
-        assert!(err.contains(":2:") && err.contains("bad journal record"), "{err}");
-        std::fs::write(&path, "").unwrap();
-        assert!(Journal::resume(&path).unwrap_err().to_string().contains("header"));
+        std::fs::write(&path, &text).unwrap();
+        let (_, got) = Journal::<Record>::resume(&path).unwrap();
+        assert_eq!(got.records.len(), 2);
+        assert_eq!(got.damaged.len(), 1);
+        assert_eq!(got.damaged[0].line, 2);
+        let backup = got.backup.unwrap();
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), text);
+        // The journal itself is clean again.
+        let again = Journal::<Record>::read(&path).unwrap();
+        assert_eq!((again.records.len(), again.damaged.len()), (2, 0));
+    }
+
+    /// xorshift64*: a seeded stream for the fuzz test.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        move || {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            s.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+    }
+
+    #[test]
+    fn fuzz_truncation_and_garbage_anywhere_lose_only_the_hit_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<Record> = std::iter::once(header())
+            .chain((0..12).map(|i| pass(&format!("pool/7x7x{}", 8 + i), i % 3, f64::from(i))))
+            .collect();
+        let lines: Vec<Vec<u8>> = records.iter().map(line_of).collect();
+        let clean: Vec<u8> = lines.concat();
+        // Bytes that can never stand in valid JSON text (control characters, invalid UTF-8),
+        // and a newline, so garbage may also split a line in two.
+        const GARBAGE: &[u8] = &[0x00, 0x01, 0x07, 0x1B, 0x1F, 0xC0, 0xFF, b'\n'];
+        let mut next = rng(7);
+        for case in 0..300 {
+            let path = dir.path().join(format!("j{case}"));
+            let mut bytes = clean.clone();
+            // Garbage inserted at a random byte (or none), then a random truncation (or none).
+            let hit = if next() % 4 != 0 {
+                let at = (next() % bytes.len() as u64) as usize;
+                let n = 1 + (next() % 3) as usize;
+                let junk: Vec<u8> =
+                    (0..n).map(|_| GARBAGE[(next() % GARBAGE.len() as u64) as usize]).collect();
+                bytes.splice(at..at, junk);
+                Some(at)
+            } else {
+                None
+            };
+            let cut = if next() % 2 == 0 { (next() % bytes.len() as u64) as usize } else { bytes.len() };
+            bytes.truncate(cut);
+            std::fs::write(&path, &bytes).unwrap();
+            let (mut j, got) = Journal::<Record>::resume(&path).unwrap();
+            // Every record whose line lies wholly before the damage and the cut is back, in
+            // order; nothing else is invented.
+            let mut end = 0;
+            let mut expect = Vec::new();
+            for (r, l) in records.iter().zip(&lines) {
+                end += l.len();
+                let before_hit = hit.is_none_or(|h| end <= h);
+                if before_hit && end <= cut {
+                    expect.push(r.clone());
+                }
+            }
+            assert!(got.records.len() >= expect.len(), "case {case}: {got:?}");
+            assert_eq!(&got.records[..expect.len()], &expect[..], "case {case}");
+            assert!(got.records.iter().all(|r| records.contains(r)), "case {case}");
+            // The journal takes appends on a clean line, and reads back whole.
+            let extra = pass("pool/7x7x99", 0, 5.0);
+            j.append(&extra).unwrap();
+            drop(j);
+            let again = Journal::<Record>::read(&path).unwrap();
+            assert!(again.damaged.is_empty(), "case {case}");
+            assert_eq!(again.records.last(), Some(&extra), "case {case}");
+            assert_eq!(again.records.len(), got.records.len() + 1, "case {case}");
+        }
     }
 
     #[test]

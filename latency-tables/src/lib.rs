@@ -5,11 +5,14 @@
 //! - [`onnx`]: the builder that turns a key or a network into an ONNX model.
 //! - [`LatencyTable`]: the table file (schema version, units, fingerprint, method, statistics).
 //! - [`wire`]: the messages of the host ↔ agent protocol.
+//! - [`driver`]: plan → workers → journal → table, the one profiling loop both binaries run;
+//!   [`journal`]: the resumable JSON Lines journal every measurement goes through.
 //!
 //! This crate never depends on an engine (tract, candle): it is safe on any target.
 
 #![warn(missing_docs)]
 
+pub mod driver;
 pub mod error;
 pub mod frame;
 pub mod journal;
@@ -18,7 +21,6 @@ pub mod network;
 pub mod onnx;
 pub mod op_key;
 pub mod plan;
-pub mod progress;
 pub mod stats;
 pub mod table;
 pub mod wire;

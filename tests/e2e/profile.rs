@@ -65,7 +65,7 @@ fn profile(dir: &Path, device: &str, extra: &[&str]) -> (std::process::Output, P
 
 /// Every (key, pass) exactly once in the journal, and the table complete.
 fn check_complete(out: &Path) {
-    let (_, records) = Journal::resume(&Journal::path_for(out)).unwrap();
+    let records = Journal::<Record>::read(&Journal::path_for(out)).unwrap().records;
     let mut seen = BTreeSet::new();
     for r in &records {
         if let Record::Pass { key, pass, .. } = r {

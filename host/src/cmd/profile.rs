@@ -2,13 +2,14 @@
 //! more devices, journaling every result, into a latency table.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use latency_tables::{Method, OpKey, Plan};
 
-use crate::device::TransportSpec;
+use crate::device::{Link, TransportSpec};
 use crate::profile::{profile, ProfileOptions};
 use crate::space::SearchSpace;
 
@@ -87,7 +88,7 @@ impl Cmd {
         let devices = self
             .devices
             .iter()
-            .map(|d| TransportSpec::parse(d, self.agent.as_ref()))
+            .map(|d| Ok(Arc::new(TransportSpec::parse(d, self.agent.as_ref())?) as Arc<dyn Link>))
             .collect::<Result<Vec<_>>>()?;
         let opts = ProfileOptions {
             method: self.method.clone(),
@@ -112,12 +113,13 @@ impl Cmd {
         let summary = profile(&keys, &devices, &self.out, &opts)
             .with_context(|| format!("profiling into {}", self.out.display()))?;
         eprintln!(
-            "tunas: {} of {} keys measured into {} in {:.0} s ({} link failures recovered)",
+            "tunas: {} of {} keys measured into {} in {:.0} s ({} link failures recovered, {} damaged journal lines re-measured)",
             summary.measured,
             summary.keys,
             self.out.display(),
             summary.seconds,
-            summary.restarts
+            summary.restarts,
+            summary.damaged_lines
         );
         for (key, error) in &summary.failed {
             eprintln!("tunas: FAILED {key}: {error}");

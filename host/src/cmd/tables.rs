@@ -117,8 +117,22 @@ impl ValidateCmd {
         let archs = validate::sample_architectures(&space, self.samples, self.sample_seed);
         let mut journal_name = self.file.as_os_str().to_owned();
         journal_name.push(".validate.journal");
-        let journal = PathBuf::from(journal_name);
-        let mut done = validate::load_journal(&journal)?;
+        let journal_path = PathBuf::from(journal_name);
+        let (mut journal, recovered) =
+            latency_tables::journal::Journal::<Point>::open(&journal_path)?;
+        if !recovered.damaged.is_empty() {
+            eprintln!(
+                "tunas: {}: {} damaged line(s) dropped (their architectures are measured again){}",
+                journal_path.display(),
+                recovered.damaged.len(),
+                recovered
+                    .backup
+                    .as_ref()
+                    .map_or(String::new(), |b| format!("; the damaged file is kept as {}", b.display()))
+            );
+        }
+        let mut done: std::collections::BTreeMap<String, Point> =
+            recovered.records.into_iter().map(|p| (p.arch.clone(), p)).collect();
         let mut client = None;
         let mut points = Vec::new();
         for (i, arch) in archs.iter().enumerate() {
@@ -147,7 +161,7 @@ impl ValidateCmd {
                 .map(|s| s.median)
                 .context("the agent sent no samples")?;
             let p = Point { arch: key, predicted_us, measured_us };
-            validate::append_journal(&journal, &p)?;
+            journal.append(&p)?;
             eprintln!(
                 "validate {}/{}: predicted {:.2} ms, measured {:.2} ms ({:+.1}%)",
                 i + 1,

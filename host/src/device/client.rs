@@ -1,17 +1,21 @@
 //! The host side of the protocol: hello (version check), measure, measure a network, with a
-//! timeout on every response. A reader thread decodes frames into a channel, so timeouts work
-//! the same over pipes, serial lines and TCP; corrupted frames are dropped by the decoder and
-//! show up as a missing response (a timeout), which the caller answers by re-requesting.
+//! timeout on every message. The agent sends `Progress` heartbeats while it works, so the
+//! timeout is the longest silence allowed, whatever the method and the canary grouping. A
+//! reader thread decodes frames into a channel, so timeouts work the same over pipes, serial
+//! lines, TCP and in-memory links; corrupted frames are dropped by the decoder and show up as a
+//! missing response (a timeout, or a result missing at `Done`), which the caller answers by
+//! re-requesting.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
+use latency_tables::driver::{Outcome, Report, WorkerError};
 use latency_tables::frame::{write_frame, FrameReader};
 use latency_tables::wire::{Request, Response, Subject, PROTOCOL_VERSION};
 use latency_tables::{Fingerprint, Method, Network, OpKey};
 
-use super::{Connection, TransportSpec};
+use super::{Connection, Link};
 
 /// One message from the reader thread.
 enum Incoming {
@@ -21,7 +25,7 @@ enum Incoming {
 
 /// A connected, greeted agent.
 pub struct AgentClient {
-    spec: TransportSpec,
+    name: String,
     writer: Box<dyn std::io::Write + Send>,
     rx: Receiver<Incoming>,
     child: Option<std::process::Child>,
@@ -35,31 +39,15 @@ pub struct AgentClient {
 
 impl std::fmt::Debug for AgentClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentClient").field("spec", &self.spec).field("agent", &self.agent).finish()
+        f.debug_struct("AgentClient").field("link", &self.name).field("agent", &self.agent).finish()
     }
-}
-
-/// The outcome of one key of a `Measure` request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum KeyResult {
-    /// Samples of this pass.
-    Measured {
-        /// Samples in µs per run.
-        samples_us: Vec<f64>,
-        /// Runs per sample.
-        batch: u32,
-        /// Throttling seen.
-        throttled: bool,
-    },
-    /// The agent could not build or run it.
-    Failed(String),
 }
 
 impl AgentClient {
     /// Connects and performs the handshake; an agent of another protocol version is an error
     /// naming both versions.
-    pub fn connect(spec: &TransportSpec, hello_timeout: Duration) -> Result<AgentClient> {
-        let Connection { reader, writer, child, closer } = spec.connect()?;
+    pub fn connect(link: &dyn Link, hello_timeout: Duration) -> Result<AgentClient> {
+        let Connection { reader, writer, child, closer } = link.open()?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut frames = FrameReader::new(reader);
@@ -82,7 +70,7 @@ impl AgentClient {
             }
         });
         let mut client = AgentClient {
-            spec: spec.clone(),
+            name: link.describe(),
             writer,
             rx,
             child,
@@ -103,7 +91,7 @@ impl AgentClient {
         })?;
         match client
             .recv(hello_timeout)
-            .with_context(|| format!("handshake with {}", spec.describe()))?
+            .with_context(|| format!("handshake with {}", link.describe()))?
         {
             Response::Hello { protocol, agent, fingerprint } if protocol == PROTOCOL_VERSION => {
                 client.fingerprint = fingerprint;
@@ -111,19 +99,19 @@ impl AgentClient {
                 Ok(client)
             }
             Response::Hello { protocol, agent, .. } => {
-                bail!("{agent} at {} speaks protocol version {protocol}, this host speaks version {PROTOCOL_VERSION}", spec.describe())
+                bail!("{agent} at {} speaks protocol version {protocol}, this host speaks version {PROTOCOL_VERSION}", link.describe())
             }
             Response::Error { message } => {
-                bail!("{} refused the handshake: {message}", spec.describe())
+                bail!("{} refused the handshake: {message}", link.describe())
             }
-            other => bail!("{} answered the handshake with {other:?}", spec.describe()),
+            other => bail!("{} answered the handshake with {other:?}", link.describe()),
         }
     }
 
     fn send(&mut self, r: &Request) -> Result<()> {
         let bytes = serde_json::to_vec(r)?;
         write_frame(&mut self.writer, &bytes)
-            .with_context(|| format!("writing to {}", self.spec.describe()))
+            .with_context(|| format!("writing to {}", self.name))
     }
 
     /// The next valid response within `timeout`. Frames that are not valid responses are
@@ -137,41 +125,40 @@ impl AgentClient {
                     Ok(r) => return Ok(r),
                     Err(_) => continue,
                 },
-                Ok(Incoming::Closed(why)) => bail!("{}: {why}", self.spec.describe()),
+                Ok(Incoming::Closed(why)) => bail!("{}: {why}", self.name),
                 Err(RecvTimeoutError::Timeout) => {
                     bail!(
                         "{}: no response within {:.0} s",
-                        self.spec.describe(),
+                        self.name,
                         timeout.as_secs_f64()
                     )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    bail!("{}: connection lost", self.spec.describe())
+                    bail!("{}: connection lost", self.name)
                 }
             }
         }
     }
 
-    /// Measures `keys` for one pass; calls `on_key` as each result arrives. Returns an error
-    /// (after the results received so far were delivered) when the link fails or a response
-    /// does not arrive within `key_timeout`.
+    /// Measures `keys` for one pass; calls `report` as each result arrives. Fails with
+    /// [`WorkerError::Link`] (after the results received so far were delivered) when the link
+    /// fails or no message arrives within `timeout`, and with [`WorkerError::Refused`] when the
+    /// agent refuses the request (a method it rejects, a canary it cannot build).
     pub fn measure(
         &mut self,
         pass: u32,
         keys: &[OpKey],
         method: &Method,
-        key_timeout: Duration,
-        on_key: &mut dyn FnMut(&OpKey, KeyResult) -> Result<()>,
-    ) -> Result<()> {
+        timeout: Duration,
+        report: &mut Report<'_>,
+    ) -> Result<(), WorkerError> {
+        let link = |e: anyhow::Error| WorkerError::Link(format!("{e:#}"));
         let id = self.next_id;
         self.next_id += 1;
-        self.send(&Request::Measure { id, pass, keys: keys.to_vec(), method: method.clone() })?;
-        // Results come in groups (after each canary), so allow a group's worth of time.
-        let group =
-            if method.canary_every == 0 { keys.len() } else { method.canary_every as usize }.max(1);
-        let timeout = key_timeout * group as u32;
+        self.send(&Request::Measure { id, pass, keys: keys.to_vec(), method: method.clone() })
+            .map_err(link)?;
         loop {
-            match self.recv(timeout)? {
+            match self.recv(timeout).map_err(link)? {
                 Response::Measured {
                     id: rid,
                     subject: Subject::Key(key),
@@ -179,22 +166,22 @@ impl AgentClient {
                     batch,
                     throttled,
                     ..
-                } if rid == id => {
-                    on_key(&key, KeyResult::Measured { samples_us, batch, throttled })?
-                }
+                } if rid == id => report(&key, Outcome::Measured { samples_us, batch, throttled })?,
                 Response::Failed { id: rid, subject: Subject::Key(key), error } if rid == id => {
-                    on_key(&key, KeyResult::Failed(error))?
+                    report(&key, Outcome::Failed(error))?
                 }
                 Response::Done { id: rid } if rid == id => return Ok(()),
                 Response::Error { message } => {
-                    return Err(anyhow!("{}: {message}", self.spec.describe()))
+                    return Err(WorkerError::Refused(format!("{}: {message}", self.name)))
                 }
-                _ => continue, // stale responses of an earlier request
+                // Heartbeats (they reset the timeout) and stale responses of an earlier request.
+                _ => continue,
             }
         }
     }
 
     /// Builds and times a whole network on the device (all passes of `method`); returns samples.
+    /// `timeout` is the longest silence allowed (the agent sends a heartbeat after every pass).
     pub fn measure_network(
         &mut self,
         network: &Network,
@@ -220,7 +207,7 @@ impl AgentClient {
                 Response::Done { id: rid } if rid == id => {
                     return samples.context("the agent sent no measurement for the network");
                 }
-                Response::Error { message } => bail!("{}: {message}", self.spec.describe()),
+                Response::Error { message } => bail!("{}: {message}", self.name),
                 _ => continue,
             }
         }

@@ -1,8 +1,12 @@
-//! How bytes reach a device agent: a transport spec (`local`, `exec:CMD`, `serial:PATH?baud=N`,
-//! `tcp:HOST:PORT`), a connection (a framed byte stream, plus the child process when there is
-//! one), and [`client::AgentClient`], which speaks the protocol with per-response timeouts.
+//! How bytes reach a device agent: a [`Link`] opens a [`Connection`] (a byte stream, plus the
+//! child process when there is one). [`TransportSpec`] is the real link (`local`, `exec:CMD`,
+//! `serial:PATH?baud=N`, `tcp:HOST:PORT`); [`memory::MemoryLink`] serves an agent from a
+//! thread of this process, for tests. [`client::AgentClient`] speaks the protocol over any
+//! link with per-message timeouts, and [`worker::AgentWorker`] makes it a profiling worker.
 
 pub mod client;
+pub mod memory;
+pub mod worker;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,6 +15,24 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+/// Something that opens byte streams to an agent.
+pub trait Link: Send + Sync + std::fmt::Debug {
+    /// A short description for messages (`local:/path`, `tcp:host:port`, `memory:name`).
+    fn describe(&self) -> String;
+    /// Opens a new connection (spawning the agent where the link does that).
+    fn open(&self) -> Result<Connection>;
+}
+
+impl Link for TransportSpec {
+    fn describe(&self) -> String {
+        TransportSpec::describe(self)
+    }
+
+    fn open(&self) -> Result<Connection> {
+        self.connect()
+    }
+}
 
 /// Where an agent is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -602,7 +602,7 @@ impl Session {
             .append(true)
             .open(&steps_path)
             .with_context(|| format!("opening {}", steps_path.display()))?;
-        let mut progress = latency_tables::progress::Progress::new(
+        let mut progress = console::Progress::new(
             "search",
             self.cfg.steps as u64,
             self.step as u64,

@@ -5,13 +5,11 @@
 //! network from its op keys). Reported: RMSPE, the share within ±5% and ±10%, Kendall τ, and an
 //! affine correction `measured ≈ scale · Σ + offset` fitted by least squares, with the same
 //! metrics after the correction. Every measured network is appended to a journal
-//! (`TABLE.validate.journal`), so an interrupted validation resumes without re-measuring.
+//! (`TABLE.validate.journal`, the same [`latency_tables::journal::Journal`] as profiles use,
+//! with its torn-line and damage recovery), so an interrupted validation resumes without
+//! re-measuring.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::Path;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use latency_tables::{Correction, LatencyTable};
 use serde::{Deserialize, Serialize};
 
@@ -152,42 +150,6 @@ pub fn report(points: Vec<Point>) -> Report {
         metrics(&corrected, &m)
     });
     Report { points, before, correction, after }
-}
-
-/// Measured points kept so far (by index string), from the validation journal.
-pub fn load_journal(path: &Path) -> Result<BTreeMap<String, Point>> {
-    let mut out = BTreeMap::new();
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(out) };
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Point>(line) {
-            Ok(p) => {
-                out.insert(p.arch.clone(), p);
-            }
-            // A torn last line from a killed run is skipped; anything else is an error.
-            Err(_) if i + 1 == text.lines().count() && !text.ends_with('\n') => {}
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!("{}:{}: bad validation record", path.display(), i + 1)
-                })
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Appends one point to the validation journal.
-pub fn append_journal(path: &Path, p: &Point) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    writeln!(f, "{}", serde_json::to_string(p)?)?;
-    f.sync_data()?;
-    Ok(())
 }
 
 /// Σ of the table's medians over the architecture's keys, without the correction.

@@ -312,7 +312,7 @@ impl Trainer {
             .with_context(|| format!("opening {}", steps_path.display()))?;
         let label =
             format!("train {}", self.dir.file_name().map_or("", |s| s.to_str().unwrap_or("")));
-        let mut progress = latency_tables::progress::Progress::new(
+        let mut progress = console::Progress::new(
             &label,
             self.cfg.steps as u64,
             self.step as u64,

@@ -1,0 +1,11 @@
+//! What the binaries print for people, on stderr: [`Progress`], a progress line with rate and
+//! ETA, and [`Log`], the profiling driver's observer, which draws that line and logs link
+//! failures, retries and damaged journals.
+//!
+//! The contract crate's driver only reports events; everything terminal-shaped lives here.
+
+mod log;
+mod progress;
+
+pub use log::Log;
+pub use progress::{human, Progress};
