@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use latency_tables::{LatencyStats, Method};
+use latency_tables::meta::MAX_THREADS;
+use latency_tables::{F64Range, LatencyStats, Method};
 
 use crate::engine::Engine;
 use crate::measure::{self, Placement};
@@ -53,6 +54,9 @@ pub struct BuildOnnxArgs {
     pub seed: u64,
 }
 
+/// Allowed `--thermal-limit` (°C).
+pub const THERMAL_LIMIT: F64Range = F64Range::above(0.0, 1000.0);
+
 /// Where and how wide to run.
 #[derive(Debug, Clone, Args)]
 pub struct PlacementArgs {
@@ -60,10 +64,11 @@ pub struct PlacementArgs {
     #[arg(long)]
     pub cpus: Option<String>,
     /// Engine threads (needs the `multithread` feature for more than 1).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_THREADS)))]
     pub threads: u32,
     /// A thermal zone at or above this temperature (°C) flags a measurement as throttled.
-    #[arg(long, default_value_t = 85.0)]
+    #[arg(long, default_value_t = 85.0, value_parser = THERMAL_LIMIT)]
     pub thermal_limit: f64,
 }
 
@@ -116,7 +121,8 @@ pub struct InferArgs {
     pub output: PathBuf,
     /// The input holds this many inputs back to back; each is run and the outputs are
     /// written back to back.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub count: usize,
 }
 
@@ -131,7 +137,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub serial: Option<String>,
     /// Serial baud rate.
-    #[arg(long, default_value_t = 115_200)]
+    #[arg(long, default_value_t = 115_200, value_parser = clap::value_parser!(u32).range(1..))]
     pub baud: u32,
     /// Serve on TCP at ADDR (host:port); loopback only unless --listen-any.
     #[arg(long)]
@@ -203,6 +209,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => {
             let (placement, fp) = setup(&a.placement)?;
             let method = Method { threads: a.placement.threads, ..a.method };
+            method.check()?;
             let summary =
                 crate::bench::bench(&engine, &a.plan, &a.out, a.resume, method, fp, &placement)?;
             measure::log_line(&format!(
@@ -218,6 +225,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchModel(a) => {
             let (placement, fp) = setup(&a.placement)?;
             let method = Method { threads: a.placement.threads, ..a.method };
+            method.check()?;
             let bytes = std::fs::read(&a.model)
                 .with_context(|| format!("reading {}", a.model.display()))?;
             let shape = match &a.input_shape {
@@ -323,5 +331,37 @@ mod tests {
         .unwrap();
         let Command::Bench(a) = cli.command else { panic!("not bench") };
         assert_eq!((a.method.passes, a.method.seed), (5, 9));
+    }
+
+    #[test]
+    fn bad_numbers_fail_at_parse_time_naming_the_flag() {
+        let bench = ["device-agent", "bench", "--plan", "p", "--out", "t"];
+        for (extra, flag) in [
+            (["--pass-secs", "inf"], "--pass-secs"),
+            (["--passes", "1000"], "--passes"),
+            (["--runs", "0"], "--runs"),
+            (["--threads", "0"], "--threads"),
+            (["--threads", "257"], "--threads"),
+            (["--thermal-limit", "NaN"], "--thermal-limit"),
+        ] {
+            let argv = bench.iter().chain(&extra).copied();
+            let err = Cli::try_parse_from(argv).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let text = err.to_string();
+            assert!(text.contains(flag) && text.contains(extra[1]), "{extra:?}: {text}");
+        }
+        let err = Cli::try_parse_from([
+            "device-agent",
+            "infer",
+            "m.onnx",
+            "--input",
+            "i",
+            "--output",
+            "o",
+            "--count",
+            "0",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("--count"), "{err}");
     }
 }

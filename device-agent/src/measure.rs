@@ -67,15 +67,16 @@ pub fn time_runnable(
     let per_run = start.elapsed().as_secs_f64() / f64::from(warm);
     let batch = ((method.min_sample_secs / per_run.max(1e-9)).ceil() as u32).clamp(1, 1_000_000);
     let mut samples_us = Vec::new();
-    let mut runs = 0u32;
+    // u64: `runs + batch` cannot overflow however long `pass_secs` keeps the loop going.
+    let mut runs = 0u64;
     let timed = Instant::now();
-    while runs < method.runs.max(1) || timed.elapsed().as_secs_f64() < method.pass_secs {
+    while runs < u64::from(method.runs.max(1)) || timed.elapsed().as_secs_f64() < method.pass_secs {
         let t = Instant::now();
         for _ in 0..batch {
             r.run()?;
         }
         samples_us.push(t.elapsed().as_secs_f64() * 1e6 / f64::from(batch));
-        runs += batch;
+        runs += u64::from(batch);
     }
     let after = sysinfo::sample(&placement.cpus);
     Ok(Timing {

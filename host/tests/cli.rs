@@ -118,6 +118,73 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
 }
 
 #[test]
+fn non_finite_timeouts_and_oversized_plans_are_errors_not_panics() {
+    // Both used to panic in Duration::from_secs_f64 (exit code 101).
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "tables",
+                "validate",
+                "t.json",
+                "--space",
+                "proxylessnas",
+                "--device",
+                "local",
+                "--timeout",
+                "inf",
+            ],
+            "'--timeout <TIMEOUT>': expected a finite number in (0, 86400]",
+        ),
+        (
+            &[
+                "profile",
+                "--space",
+                "proxylessnas",
+                "--device",
+                "local",
+                "--out",
+                "t.json",
+                "--key-timeout",
+                "NaN",
+            ],
+            "'--key-timeout <KEY_TIMEOUT>': expected a finite number in (0, 86400]",
+        ),
+        (
+            &[
+                "profile",
+                "--space",
+                "proxylessnas",
+                "--device",
+                "local",
+                "--out",
+                "t.json",
+                "--pass-secs",
+                "inf",
+            ],
+            "'--pass-secs <PASS_SECS>'",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = tunas(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("typo.json");
+    let key = "stem/100000x100000x3/o32/k3/s2/relu";
+    std::fs::write(&plan, format!("{{\"count\": 1, \"keys\": [\"{key}\"]}}")).unwrap();
+    let out = dir.path().join("t.json");
+    let plan_arg = plan.to_str().unwrap();
+    let out_arg = out.to_str().unwrap();
+    let o = tunas(&["profile", "--plan", plan_arg, "--device", "local", "--out", out_arg]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("typo.json") && err.contains(key) && err.contains("4096"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
 fn plan_counts_for_every_space() {
     for (space, count) in
         [("proxylessnas", 73), ("proxylessnas-enlarged", 1651), ("mobilenet-v3-like", 7584)]

@@ -21,6 +21,31 @@ pub enum KeyError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The key is well-formed but larger than the builder accepts (the limits are the
+    /// `MAX_*` constants of [`crate::op_key`]).
+    #[error("op key {key} is out of bounds: {field} is {value}, the limit is {limit}")]
+    OutOfBounds {
+        /// The key, in canonical form.
+        key: String,
+        /// The field or tensor that is too large (`height`, `expanded channels`, `weights`, …).
+        field: String,
+        /// Its value (a size, or a tensor's element count).
+        value: u64,
+        /// The limit it exceeds.
+        limit: u64,
+    },
+}
+
+/// A measurement method with a value outside its documented range (see [`crate::Method`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{flag} must be {allowed}, got {value}")]
+pub struct MethodError {
+    /// The field, spelled as its command-line flag (`--pass-secs`).
+    pub flag: &'static str,
+    /// The allowed values (`a finite number in [0, 3600]`, `in 1..=100`).
+    pub allowed: String,
+    /// The value that was given.
+    pub value: String,
 }
 
 /// Errors of loading, validating or saving a latency table.

@@ -21,15 +21,17 @@ pub mod network;
 pub mod onnx;
 pub mod op_key;
 pub mod plan;
+pub mod range;
 pub mod stats;
 pub mod table;
 pub mod wire;
 
-pub use error::{BuildError, KeyError, TableError};
+pub use error::{BuildError, KeyError, MethodError, TableError};
 pub use meta::{Cluster, CpuInfo, Fingerprint, Method};
 pub use network::Network;
 pub use op_key::{Activation, OpKey, OpKind};
 pub use plan::Plan;
+pub use range::F64Range;
 pub use stats::LatencyStats;
 pub use table::{Correction, Entry, Failure, LatencyTable, SCHEMA_VERSION, UNITS};
 pub use wire::{Request, Response, PROTOCOL_VERSION};

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::MethodError;
+use crate::range::F64Range;
+
 /// One CPU as `/proc/cpuinfo` and cpufreq describe it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -109,40 +112,99 @@ impl Fingerprint {
     }
 }
 
+/// Largest `--warmup-secs`, `--pass-secs` and `--cooldown-secs`: one hour.
+pub const MAX_METHOD_SECS: f64 = 3600.0;
+/// Largest `--min-sample-secs`.
+pub const MAX_MIN_SAMPLE_SECS: f64 = 10.0;
+/// Largest `--canary-threshold` (a relative drift; `--canary-every 0` turns the canary off).
+pub const MAX_CANARY_THRESHOLD: f64 = 1000.0;
+/// Largest `--warmup-runs` and `--runs`.
+pub const MAX_RUNS: u32 = 1_000_000;
+/// Largest `--passes`.
+pub const MAX_PASSES: u32 = 100;
+/// Largest `--canary-every`.
+pub const MAX_CANARY_EVERY: u32 = 100_000;
+/// Largest `--threads`.
+pub const MAX_THREADS: u32 = 256;
+
+/// Allowed `--warmup-secs`, `--pass-secs` and `--cooldown-secs`: `[0, MAX_METHOD_SECS]`.
+pub const METHOD_SECS: F64Range = F64Range::closed(0.0, MAX_METHOD_SECS);
+/// Allowed `--min-sample-secs`: `[0, MAX_MIN_SAMPLE_SECS]`.
+pub const MIN_SAMPLE_SECS: F64Range = F64Range::closed(0.0, MAX_MIN_SAMPLE_SECS);
+/// Allowed `--canary-threshold`: `(0, MAX_CANARY_THRESHOLD]`.
+pub const CANARY_THRESHOLD: F64Range = F64Range::above(0.0, MAX_CANARY_THRESHOLD);
+
 /// How keys were measured. Every value used is recorded, defaults included.
 ///
 /// With the `cli` feature it is also a set of command-line flags (`--warmup-runs`, …) shared by
-/// `device-agent bench` and `tunas profile`.
+/// `device-agent bench` and `tunas profile`; their value parsers reject what
+/// [`Method::check`] rejects, so a bad flag fails while the command line is parsed.
+///
+/// Limits ([`Method::check`]):
+///
+/// | field | allowed |
+/// |---|---|
+/// | `warmup_runs` | `0..=`[`MAX_RUNS`] |
+/// | `warmup_secs`, `pass_secs`, `cooldown_secs` | finite, `[0,` [`MAX_METHOD_SECS`]`]` |
+/// | `runs` | `1..=`[`MAX_RUNS`] |
+/// | `min_sample_secs` | finite, `[0,` [`MAX_MIN_SAMPLE_SECS`]`]` |
+/// | `passes` | `1..=`[`MAX_PASSES`] |
+/// | `canary_every` | `0..=`[`MAX_CANARY_EVERY`] |
+/// | `canary_threshold` | finite, `(0,` [`MAX_CANARY_THRESHOLD`]`]` |
+/// | `threads` | `1..=`[`MAX_THREADS`] |
+/// | `seed` | any |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 #[serde(default)]
 pub struct Method {
     /// Minimum warm-up runs before timing a key.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 10))]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 10,
+            value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_RUNS)))
+    )]
     pub warmup_runs: u32,
     /// Minimum warm-up time in seconds.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0.3))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0.3, value_parser = METHOD_SECS))]
     pub warmup_secs: f64,
     /// Minimum timed runs per key and pass.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 30))]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 30,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RUNS)))
+    )]
     pub runs: u32,
     /// Minimum timed seconds per key and pass.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 1.0))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 1.0, value_parser = METHOD_SECS))]
     pub pass_secs: f64,
     /// Each sample averages enough back-to-back runs to last at least this long (seconds).
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0.002))]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 0.002, value_parser = MIN_SAMPLE_SECS)
+    )]
     pub min_sample_secs: f64,
     /// Passes over the whole key list, each in rotated order.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 3))]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 3,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PASSES)))
+    )]
     pub passes: u32,
     /// A canary block is re-measured after this many keys (0 = never).
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 20))]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 20,
+            value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_CANARY_EVERY)))
+    )]
     pub canary_every: u32,
     /// Relative drift of the canary's median that triggers a cool-down and re-measurement.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0.05))]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 0.05, value_parser = CANARY_THRESHOLD)
+    )]
     pub canary_threshold: f64,
     /// Seconds to pause when the canary drifted.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 10.0))]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 10.0, value_parser = METHOD_SECS))]
     pub cooldown_secs: f64,
     /// Engine threads.
     #[cfg_attr(feature = "cli", arg(skip = 1u32))]
@@ -150,6 +212,46 @@ pub struct Method {
     /// Seed of the generated weights and inputs.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 0))]
     pub seed: u64,
+}
+
+impl Method {
+    /// Checks every field against the limits listed on [`Method`]; the error names the field as
+    /// its command-line flag, the allowed range and the value.
+    pub fn check(&self) -> Result<(), MethodError> {
+        let real = |flag: &'static str, range: F64Range, value: f64| {
+            if range.contains(value) {
+                Ok(())
+            } else {
+                Err(MethodError {
+                    flag,
+                    allowed: format!("a finite number in {range}"),
+                    value: value.to_string(),
+                })
+            }
+        };
+        let count = |flag: &'static str, min: u32, max: u32, value: u32| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(MethodError {
+                    flag,
+                    allowed: format!("in {min}..={max}"),
+                    value: value.to_string(),
+                })
+            }
+        };
+        count("--warmup-runs", 0, MAX_RUNS, self.warmup_runs)?;
+        real("--warmup-secs", METHOD_SECS, self.warmup_secs)?;
+        count("--runs", 1, MAX_RUNS, self.runs)?;
+        real("--pass-secs", METHOD_SECS, self.pass_secs)?;
+        real("--min-sample-secs", MIN_SAMPLE_SECS, self.min_sample_secs)?;
+        count("--passes", 1, MAX_PASSES, self.passes)?;
+        count("--canary-every", 0, MAX_CANARY_EVERY, self.canary_every)?;
+        real("--canary-threshold", CANARY_THRESHOLD, self.canary_threshold)?;
+        real("--cooldown-secs", METHOD_SECS, self.cooldown_secs)?;
+        count("--threads", 1, MAX_THREADS, self.threads)?;
+        Ok(())
+    }
 }
 
 impl Default for Method {
@@ -166,6 +268,109 @@ impl Default for Method {
             cooldown_secs: 10.0,
             threads: 1,
             seed: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_accepted() {
+        assert_eq!(Method::default().check(), Ok(()));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_the_range_and_the_value() {
+        let cases: Vec<(Method, &str, &str)> = vec![
+            (Method { pass_secs: f64::NAN, ..Method::default() }, "--pass-secs", "NaN"),
+            (Method { warmup_secs: f64::INFINITY, ..Method::default() }, "--warmup-secs", "inf"),
+            (Method { cooldown_secs: -1.0, ..Method::default() }, "--cooldown-secs", "-1"),
+            (Method { cooldown_secs: 3601.0, ..Method::default() }, "--cooldown-secs", "3601"),
+            (Method { min_sample_secs: 11.0, ..Method::default() }, "--min-sample-secs", "11"),
+            (Method { canary_threshold: 0.0, ..Method::default() }, "--canary-threshold", "0"),
+            (Method { runs: 0, ..Method::default() }, "--runs", "0"),
+            (Method { warmup_runs: 2_000_000, ..Method::default() }, "--warmup-runs", "2000000"),
+            (Method { passes: 1000, ..Method::default() }, "--passes", "1000"),
+            (Method { passes: 0, ..Method::default() }, "--passes", "0"),
+            (Method { canary_every: 100_001, ..Method::default() }, "--canary-every", "100001"),
+            (Method { threads: 0, ..Method::default() }, "--threads", "0"),
+            (Method { threads: 257, ..Method::default() }, "--threads", "257"),
+        ];
+        for (method, flag, value) in cases {
+            let err = method.check().unwrap_err();
+            assert_eq!(err.flag, flag);
+            let text = err.to_string();
+            assert!(text.starts_with(flag) && text.ends_with(&format!("got {value}")), "{text}");
+        }
+        let err = Method { passes: 1000, ..Method::default() }.check().unwrap_err().to_string();
+        assert_eq!(err, "--passes must be in 1..=100, got 1000");
+        let err = Method { pass_secs: f64::NAN, ..Method::default() }.check().unwrap_err();
+        assert_eq!(err.to_string(), "--pass-secs must be a finite number in [0, 3600], got NaN");
+    }
+
+    #[test]
+    fn the_limits_themselves_are_accepted() {
+        let edge = Method {
+            warmup_runs: MAX_RUNS,
+            warmup_secs: MAX_METHOD_SECS,
+            runs: MAX_RUNS,
+            pass_secs: 0.0,
+            min_sample_secs: MAX_MIN_SAMPLE_SECS,
+            passes: MAX_PASSES,
+            canary_every: MAX_CANARY_EVERY,
+            canary_threshold: MAX_CANARY_THRESHOLD,
+            cooldown_secs: 0.0,
+            threads: MAX_THREADS,
+            seed: u64::MAX,
+        };
+        assert_eq!(edge.check(), Ok(()));
+    }
+
+    #[cfg(feature = "cli")]
+    mod flags {
+        use clap::Parser;
+
+        use super::super::Method;
+
+        #[derive(Debug, clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            method: Method,
+        }
+
+        fn parse(args: &[&str]) -> Result<Method, String> {
+            let argv = std::iter::once("x").chain(args.iter().copied());
+            Flags::try_parse_from(argv).map(|f| f.method).map_err(|e| e.to_string())
+        }
+
+        #[test]
+        fn no_flags_give_the_defaults() {
+            assert_eq!(parse(&[]), Ok(Method::default()));
+        }
+
+        #[test]
+        fn bad_flags_fail_at_parse_time_naming_the_flag() {
+            for (args, needle) in [
+                (["--pass-secs", "NaN"], "--pass-secs"),
+                (["--warmup-secs", "inf"], "--warmup-secs"),
+                (["--cooldown-secs", "1e9"], "--cooldown-secs"),
+                (["--min-sample-secs", "20"], "--min-sample-secs"),
+                (["--canary-threshold", "0"], "--canary-threshold"),
+                (["--runs", "0"], "--runs"),
+                (["--passes", "1000"], "--passes"),
+                (["--canary-every", "100001"], "--canary-every"),
+                (["--warmup-runs", "2000000"], "--warmup-runs"),
+            ] {
+                let err = parse(&args).unwrap_err();
+                assert!(err.contains(needle) && err.contains(args[1]), "{args:?}: {err}");
+            }
+            let err = parse(&["--cooldown-secs=-1"]).unwrap_err();
+            assert!(err.contains("--cooldown-secs") && err.contains("'-1'"), "{err}");
+            let err = parse(&["--pass-secs", "inf"]).unwrap_err();
+            assert!(err.contains("[0, 3600]"), "{err}");
+            assert_eq!(parse(&["--passes", "100"]).map(|m| m.passes), Ok(100));
         }
     }
 }

@@ -24,7 +24,8 @@ impl Network {
         self.layers.first().map(|k| (k.h, k.w, k.cin))
     }
 
-    /// Checks every key and that consecutive layers fit together.
+    /// Checks every key (structure and the size limits of [`OpKey::check_bounds`]) and that
+    /// consecutive layers fit together.
     pub fn check_chain(&self) -> Result<(), BuildError> {
         if self.layers.is_empty() {
             return Err(BuildError::Empty);
@@ -43,6 +44,7 @@ impl Network {
         }
         for key in &self.layers {
             key.validate()?;
+            key.check_bounds()?;
         }
         Ok(())
     }

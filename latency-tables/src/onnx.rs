@@ -136,6 +136,9 @@ pub fn op_model(key: &OpKey, weights: &mut dyn WeightSource) -> Result<ModelProt
 }
 
 /// Builds the ONNX model of a whole network, with input `[1, C, H, W]` of its first layer.
+///
+/// Every key must be within the size limits of [`OpKey::check_bounds`] (checked before any
+/// tensor is allocated; the error names the key).
 pub fn network_model(
     net: &Network,
     weights: &mut dyn WeightSource,
@@ -178,11 +181,13 @@ pub fn encode(model: &ModelProto) -> Vec<u8> {
 }
 
 /// Builds and serialises the model of one key with seeded weights (what the agent measures).
+/// A key beyond the size limits of [`OpKey::check_bounds`] is a [`BuildError`] naming it.
 pub fn op_bytes(key: &OpKey, seed: u64) -> Result<Vec<u8>, BuildError> {
     Ok(encode(&op_model(key, &mut SeededWeights::new(seed))?))
 }
 
-/// Builds and serialises a whole network with seeded weights.
+/// Builds and serialises a whole network with seeded weights. A key beyond the size limits of
+/// [`OpKey::check_bounds`] is a [`BuildError`] naming it.
 pub fn network_bytes(net: &Network, seed: u64) -> Result<Vec<u8>, BuildError> {
     Ok(encode(&network_model(net, &mut SeededWeights::new(seed))?))
 }
@@ -523,5 +528,20 @@ mod tests {
             err.contains("expects input 56x56x32") && err.contains("gives 112x112x32"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn oversized_keys_are_refused_before_allocating() {
+        let huge = "stem/100000x100000x3/o32/k3/s2/relu";
+        let key: OpKey = huge.parse().unwrap();
+        let err = op_bytes(&key, 0).unwrap_err().to_string();
+        assert!(err.contains(huge) && err.contains("height") && err.contains("4096"), "{err}");
+        let wide = "head/7x7x320/o20000/relu";
+        let net =
+            Network::new(vec!["pool/7x7x320".parse().unwrap(), "fc/1x1x320/o10".parse().unwrap()]);
+        assert!(network_bytes(&net, 0).is_ok());
+        let net = Network::new(vec![wide.parse().unwrap()]);
+        let err = network_bytes(&net, 0).unwrap_err().to_string();
+        assert!(err.contains(wide) && err.contains("output channels"), "{err}");
     }
 }

@@ -11,6 +11,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::KeyError;
 
+/// Largest input height or width of a key the builder accepts ([`OpKey::check_bounds`]).
+pub const MAX_SPATIAL: u32 = 4096;
+/// Largest channel count of a key: input, output, expanded and SE channels, and classes.
+pub const MAX_CHANNELS: u32 = 16_384;
+/// Largest kernel size of a key.
+pub const MAX_KERNEL: u32 = 31;
+/// Largest element count of any activation or weight tensor of a key (2^28 values, 1 GiB of
+/// f32), so that a typo such as `stem/100000x100000x3/o32/k3/s2/relu` is refused instead of
+/// making the builder allocate hundreds of gigabytes.
+pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 28;
+
 /// The kind of layer an [`OpKey`] describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum OpKind {
@@ -359,6 +370,80 @@ impl OpKey {
     }
 }
 
+impl OpKey {
+    /// Checks the key against the size limits [`MAX_SPATIAL`], [`MAX_CHANNELS`], [`MAX_KERNEL`]
+    /// and [`MAX_TENSOR_ELEMENTS`] (every activation and weight tensor of the layer). The error
+    /// names the key, the field and the limit.
+    ///
+    /// Parsing does not check this (a key that is too large is still a key, which the agent
+    /// answers with a per-key failure); building a model ([`crate::onnx`]) and loading a plan do.
+    pub fn check_bounds(&self) -> Result<(), KeyError> {
+        let out_of_bounds = |field: &str, value: u64, limit: u64| KeyError::OutOfBounds {
+            key: self.to_string(),
+            field: field.to_string(),
+            value,
+            limit,
+        };
+        let fields: [(&str, u32, u32); 8] = [
+            ("height", self.h, MAX_SPATIAL),
+            ("width", self.w, MAX_SPATIAL),
+            ("input channels", self.cin, MAX_CHANNELS),
+            ("output channels", self.cout, MAX_CHANNELS),
+            ("expanded channels", self.expanded, MAX_CHANNELS),
+            ("SE channels", self.se, MAX_CHANNELS),
+            ("kernel", self.kernel, MAX_KERNEL),
+            ("stride", self.stride, MAX_KERNEL),
+        ];
+        for (field, value, limit) in fields {
+            if value > limit {
+                return Err(out_of_bounds(field, u64::from(value), u64::from(limit)));
+            }
+        }
+        // Within the limits above every product below is < 2^40: no overflow.
+        for (tensor, elements) in self.tensor_sizes() {
+            if elements > MAX_TENSOR_ELEMENTS {
+                return Err(out_of_bounds(tensor, elements, MAX_TENSOR_ELEMENTS));
+            }
+        }
+        Ok(())
+    }
+
+    /// Element counts of the layer's activation and weight tensors, by name. Only meaningful
+    /// once the fields are within [`MAX_SPATIAL`], [`MAX_CHANNELS`] and [`MAX_KERNEL`].
+    fn tensor_sizes(&self) -> Vec<(&'static str, u64)> {
+        // Like `output_hw`, without dividing by a zero stride of a key that was never validated.
+        let stride = self.stride.max(1);
+        let (oh, ow) = match self.kind {
+            OpKind::GlobalPool => (1, 1),
+            _ => (self.h.div_ceil(stride), self.w.div_ceil(stride)),
+        };
+        let out_area = u64::from(oh) * u64::from(ow);
+        let in_area = u64::from(self.h) * u64::from(self.w);
+        let (cin, cout, k) = (u64::from(self.cin), u64::from(self.cout), u64::from(self.kernel));
+        let (e, se) = (u64::from(self.expanded), u64::from(self.se));
+        let mut sizes = vec![("input tensor", in_area * cin), ("output tensor", out_area * cout)];
+        match self.kind {
+            OpKind::StemConv => sizes.push(("weights", cout * cin * k * k)),
+            OpKind::SepConv => {
+                sizes.push(("depthwise output tensor", out_area * cin));
+                sizes.push(("depthwise weights", cin * k * k));
+                sizes.push(("pointwise weights", cout * cin));
+            }
+            OpKind::Bottleneck => {
+                sizes.push(("expanded tensor", in_area * e));
+                sizes.push(("depthwise output tensor", out_area * e));
+                sizes.push(("expansion weights", e * cin));
+                sizes.push(("depthwise weights", e * k * k));
+                sizes.push(("SE weights", e * se));
+                sizes.push(("projection weights", cout * e));
+            }
+            OpKind::HeadConv | OpKind::Classifier => sizes.push(("weights", cout * cin)),
+            OpKind::GlobalPool => {}
+        }
+        sizes
+    }
+}
+
 impl fmt::Display for OpKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}x{}x{}", self.kind.tag(), self.h, self.w, self.cin)?;
@@ -613,6 +698,51 @@ mod tests {
             let err = text.parse::<OpKey>().unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
             assert!(err.contains(text), "error should quote the input: {err}");
+        }
+    }
+
+    #[test]
+    fn oversized_keys_parse_but_fail_the_bounds_check() {
+        let cases = [
+            ("stem/100000x100000x3/o32/k3/s2/relu", "height is 100000", "4096"),
+            ("head/7x7x320/o20000/relu", "output channels is 20000", "16384"),
+            ("ib/56x56x32/o32/k33/s1/e96/se0/relu", "kernel is 33", "31"),
+            ("ib/4096x4096x8/o8/k3/s1/e64/se0/relu", "expanded tensor", "268435456"),
+            ("stem/4096x4096x32/o32/k3/s1/relu", "input tensor", "268435456"),
+            ("stem/8x8x16384/o16384/k31/s1/relu", "weights", "268435456"),
+            ("fc/1x1x16385/o1001", "input channels is 16385", "16384"),
+        ];
+        for (text, field, limit) in cases {
+            let key: OpKey = text.parse().unwrap();
+            let err = key.check_bounds().unwrap_err().to_string();
+            assert!(err.contains(text) && err.contains(field) && err.contains(limit), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_search_spaces_sizes_are_within_bounds() {
+        for text in [
+            "stem/224x224x3/o32/k3/s2/relu",
+            "ib/112x112x16/o32/k7/s2/e96/se24/hswish",
+            "head/7x7x320/o1280/relu",
+            "pool/7x7x1280",
+            "fc/1x1x1280/o1001",
+            "stem/4096x4096x3/o32/k3/s2/relu",
+            "fc/1x1x16384/o16384",
+        ] {
+            let key: OpKey = text.parse().unwrap();
+            assert!(key.check_bounds().is_ok(), "{text}: {:?}", key.check_bounds());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn bounds_check_never_panics(
+            h in any::<u32>(), c in any::<u32>(), k in any::<u32>(), e in any::<u32>()
+        ) {
+            let key = OpKey::bottleneck(h, h, c, c, k, 0, e, e, Activation::Relu, false);
+            let _ = key.check_bounds();
+            let _ = OpKey { stride: 1, ..key }.check_bounds();
         }
     }
 

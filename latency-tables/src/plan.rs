@@ -36,7 +36,8 @@ impl Plan {
         Plan { space, resolution, count: keys.len(), keys }
     }
 
-    /// Loads and checks a plan file.
+    /// Loads and checks a plan file: the count, distinct keys, and every key within the size
+    /// limits of [`OpKey::check_bounds`] (the error names the file and the key).
     pub fn load(path: impl AsRef<Path>) -> Result<Plan, TableError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
@@ -61,6 +62,10 @@ impl Plan {
                     message: format!("duplicate key {key}"),
                 });
             }
+            key.check_bounds().map_err(|e| TableError::Invalid {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         }
         Ok(plan)
     }
@@ -96,5 +101,16 @@ mod tests {
         std::fs::write(&path, plan.to_json().replace("pool/7x7x1280", "pool/7x7")).unwrap();
         let err = Plan::load(&path).unwrap_err().to_string();
         assert!(err.contains("plan.json:") && err.contains("pool/7x7"), "{err}");
+    }
+
+    #[test]
+    fn a_plan_with_an_oversized_key_names_the_file_and_the_key() {
+        let huge = "stem/100000x100000x3/o32/k3/s2/relu";
+        let plan = Plan::new(None, None, [huge.parse::<OpKey>().unwrap()]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("typo.json");
+        std::fs::write(&path, plan.to_json()).unwrap();
+        let err = Plan::load(&path).unwrap_err().to_string();
+        assert!(err.contains("typo.json") && err.contains(huge) && err.contains("4096"), "{err}");
     }
 }

@@ -23,47 +23,49 @@ pub struct Cmd {
     #[arg(long, default_value = "pixel1")]
     latency: String,
     /// Latency target T0 in ms [default: the paper's target for the space].
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::LATENCY_MS)]
     target_ms: Option<f64>,
     /// Repeats of each method.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = super::values::count())]
     k: usize,
     /// Random-search candidates per repeat.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = super::values::count())]
     n: usize,
     /// Base seed (repeat r uses seed + r).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// TuNAS search steps per repeat.
-    #[arg(long, default_value_t = crate::search::QUICK_STEPS)]
+    #[arg(long, default_value_t = crate::search::QUICK_STEPS,
+          value_parser = super::values::steps())]
     search_steps: usize,
     /// Cost exponent β of the absolute reward.
-    #[arg(long, default_value_t = -0.10, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = -0.10, allow_hyphen_values = true,
+          value_parser = super::values::BETA)]
     beta: f64,
     /// Batch size of every training (search, candidates, final).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::values::batch_size())]
     batch_size: usize,
     /// Channel multiplier of every network.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = super::values::WIDTH_MULTIPLIER)]
     width_multiplier: f64,
     /// Random search window half-width (ms).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::values::LATENCY_MS)]
     tolerance_ms: f64,
     /// Training steps of each random candidate [default: equal compute — the candidates
     /// together see as many training images as the supernet].
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::steps())]
     candidate_steps: Option<usize>,
     /// Stand-alone training of each result, in epochs of the training split.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 3.0, value_parser = super::values::EPOCHS)]
     final_epochs: f64,
     /// Data: `fashion-mnist` (embedded subset) or a directory of IDX or CIFAR-10 binary files.
     #[arg(long, default_value = "fashion-mnist")]
     data: String,
     /// Images held out of the training split for validation.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = super::values::images())]
     validation_size: usize,
     /// Random-search trainings run at a time.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::values::jobs())]
     jobs: usize,
     /// Run directory [default: `runs/compare-SPACE-seedN`, with -2, -3 … when taken].
     #[arg(long)]

@@ -33,7 +33,7 @@ pub struct Cmd {
     #[arg(long, default_value = "fashion-mnist")]
     data: String,
     /// Channel multiplier the weights were trained at, with --weights.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = super::values::WIDTH_MULTIPLIER)]
     width_multiplier: f64,
     /// Latency model whose op keys the exported network is checked against [default: the
     /// run's, or pixel1].
@@ -45,7 +45,7 @@ pub struct Cmd {
     out: PathBuf,
     /// Test images to compare Candle's logits with tract's on (and onnxruntime's, by
     /// `scripts/check_export.py`).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::values::images())]
     check_images: usize,
     /// The device agent that runs the tract check [default: `device-agent` next to `tunas`].
     #[arg(long)]

@@ -18,7 +18,7 @@ pub struct Cmd {
     #[arg(long, default_value = "pixel1")]
     pub model: String,
     /// Deployment resolution.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = super::values::resolution())]
     pub resolution: u32,
     /// Print the contribution of every layer.
     #[arg(long)]

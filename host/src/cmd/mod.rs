@@ -12,6 +12,7 @@ pub mod search;
 pub mod space;
 pub mod tables;
 pub mod train;
+pub mod values;
 
 use std::sync::atomic::Ordering;
 

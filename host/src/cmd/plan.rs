@@ -15,7 +15,7 @@ pub struct Cmd {
     #[arg(long)]
     pub space: String,
     /// Deployment resolution.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = super::values::resolution())]
     pub resolution: u32,
     /// Write the plan here instead of stdout.
     #[arg(long)]

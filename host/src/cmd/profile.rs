@@ -20,7 +20,7 @@ pub struct Cmd {
     #[arg(long)]
     pub space: Option<String>,
     /// Deployment resolution for --space.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = super::values::resolution())]
     pub resolution: u32,
     /// Profile the keys of a plan file (any subset of keys).
     #[arg(long, conflicts_with_all = ["space", "arch"])]
@@ -45,10 +45,10 @@ pub struct Cmd {
     #[arg(long)]
     pub allow_mixed: bool,
     /// Seconds to wait for one key's result before the link counts as failed.
-    #[arg(long, default_value_t = 120.0)]
+    #[arg(long, default_value_t = 120.0, value_parser = super::values::SECONDS)]
     pub key_timeout: f64,
     /// Attempts per key before it is recorded as failed.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::values::attempts())]
     pub max_attempts: u32,
     /// Reconnects/restarts per device before it is given up.
     #[arg(long, default_value_t = 10)]

@@ -22,28 +22,29 @@ pub struct Cmd {
     #[arg(long, default_value = "pixel1")]
     latency: String,
     /// Latency target T0 in ms [default: the paper's target for the space].
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::LATENCY_MS)]
     target_ms: Option<f64>,
     /// Accept architectures with |T(α) − T0| ≤ this (ms).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::values::LATENCY_MS)]
     tolerance_ms: f64,
     /// Architectures to accept and train.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = super::values::count())]
     n: usize,
     /// Give up after this many draws.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = super::values::positive())]
     max_draws: usize,
     /// Training length of each candidate in epochs.
-    #[arg(long, default_value_t = 1.0, conflicts_with = "steps")]
+    #[arg(long, default_value_t = 1.0, conflicts_with = "steps",
+          value_parser = super::values::EPOCHS)]
     epochs: f64,
     /// Training length of each candidate in steps instead of epochs.
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::steps())]
     steps: Option<usize>,
     /// Batch size.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::values::batch_size())]
     batch_size: usize,
     /// Channel multiplier.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = super::values::WIDTH_MULTIPLIER)]
     width_multiplier: f64,
     /// Seed of the draws and of every candidate's training.
     #[arg(long, default_value_t = 0)]
@@ -52,10 +53,10 @@ pub struct Cmd {
     #[arg(long, default_value = "fashion-mnist")]
     data: String,
     /// Images held out of the training split for validation.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = super::values::images())]
     validation_size: usize,
     /// Trainings run at a time (they share the machine's cores).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::values::jobs())]
     jobs: usize,
     /// Run directory [default: `runs/random-SPACE-seedN`, with -2, -3 … when taken].
     #[arg(long)]

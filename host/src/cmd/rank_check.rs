@@ -16,20 +16,20 @@ pub struct Cmd {
     run: PathBuf,
     /// Architectures to rank, drawn uniformly within T0 ± --tolerance-ms (the search's own result
     /// is one of them when it falls inside, an extra unranked point otherwise).
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 12, value_parser = super::values::count())]
     n: usize,
     /// Accept architectures with |T(α) − T0| ≤ this (ms); T0 is the search's target.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = super::values::LATENCY_MS)]
     tolerance_ms: f64,
     /// Stand-alone training of each architecture, in epochs of the training split (batch size,
     /// learning rate, width and data as the search's).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::values::EPOCHS)]
     epochs: f64,
     /// Seed of the draws and of every stand-alone training.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Give up drawing after this many draws.
-    #[arg(long, default_value_t = MAX_DRAWS)]
+    #[arg(long, default_value_t = MAX_DRAWS, value_parser = super::values::positive())]
     max_draws: usize,
     /// Output directory [default: RUN/rank-check]; running the same check again continues it.
     #[arg(long)]

@@ -20,25 +20,26 @@ pub struct Cmd {
     latency: String,
     /// Latency target T0 in ms [default: the paper's target for the space: 84, or 57 for
     /// mobilenet-v3-like].
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::LATENCY_MS)]
     target_ms: Option<f64>,
     /// Reward function.
     #[arg(long, value_enum, default_value = "abs")]
     reward: RewardKind,
     /// Cost exponent β.
-    #[arg(long, default_value_t = -0.10, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = -0.10, allow_hyphen_values = true,
+          value_parser = super::values::BETA)]
     beta: f64,
     /// Search steps [default: 1000].
-    #[arg(long, conflicts_with = "epochs")]
+    #[arg(long, conflicts_with = "epochs", value_parser = super::values::steps())]
     steps: Option<usize>,
     /// Search length in epochs of the training split instead of steps.
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::EPOCHS)]
     epochs: Option<f64>,
     /// Training batch size (the validation batch for Q is 4× this).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::values::batch_size())]
     batch_size: usize,
     /// Channel multiplier of the proxy supernet (T(α) is always for full width at 224×224).
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = super::values::WIDTH_MULTIPLIER)]
     width_multiplier: f64,
     /// Seed of every random draw (weights, data order, policy samples).
     #[arg(long, default_value_t = 0)]
@@ -47,18 +48,18 @@ pub struct Cmd {
     #[arg(long, default_value = "fashion-mnist")]
     data: String,
     /// Images held out of the training split for the validation batches.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = super::values::images())]
     validation_size: usize,
     /// Peak learning rate of the shared weights [default: 0.1·√(batch/32)].
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::LEARNING_RATE)]
     lr: Option<f64>,
     /// RL learning rate at the end of the delay [default: Σ lr over the RL steps = 300, see
     /// README "Searching"].
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::RL_LEARNING_RATE)]
     rl_lr: Option<f64>,
     /// Architectures per RL step (K): each gets its own Q(α) on the step's validation batch and
     /// the controller averages their gradients.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::values::rl_archs())]
     rl_archs: usize,
     /// REINFORCE baseline: `leave-one-out` (the other K − 1 rewards of the step) or `ema` (the
     /// reference's moving average).
@@ -69,7 +70,7 @@ pub struct Cmd {
     #[arg(long, default_value_t = search::QUICK_MIN_DELAY)]
     min_delay_steps: usize,
     /// Steps between checkpoints.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = super::values::steps())]
     checkpoint_every: usize,
     /// Run directory [default: `runs/search-SPACE-seedN`, with -2, -3 … when taken].
     #[arg(long)]

@@ -38,13 +38,13 @@ pub struct ValidateCmd {
     #[arg(long)]
     pub agent: Option<PathBuf>,
     /// Number of sampled architectures.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = super::values::count())]
     pub samples: usize,
     /// Seed of the architecture sampling.
     #[arg(long, default_value_t = 0)]
     pub sample_seed: u64,
     /// Deployment resolution.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = super::values::resolution())]
     pub resolution: u32,
     /// Report only; do not store the correction in the table.
     #[arg(long)]
@@ -53,7 +53,7 @@ pub struct ValidateCmd {
     #[arg(long)]
     pub json: bool,
     /// Seconds to wait for one network's measurement.
-    #[arg(long, default_value_t = 600.0)]
+    #[arg(long, default_value_t = 600.0, value_parser = super::values::SECONDS)]
     pub timeout: f64,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -84,7 +84,7 @@ pub struct DiffCmd {
     #[arg(long)]
     pub space: Option<String>,
     /// Deployment resolution of the predictions.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = super::values::resolution())]
     pub resolution: u32,
     /// Print one JSON object.
     #[arg(long)]

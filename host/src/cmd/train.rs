@@ -24,16 +24,17 @@ pub struct Cmd {
     #[arg(long, default_value = "pixel1")]
     latency: String,
     /// Training length in epochs of the training split.
-    #[arg(long, default_value_t = 3.0, conflicts_with = "steps")]
+    #[arg(long, default_value_t = 3.0, conflicts_with = "steps",
+          value_parser = super::values::EPOCHS)]
     epochs: f64,
     /// Training length in steps instead of epochs.
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::steps())]
     steps: Option<usize>,
     /// Batch size.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::values::batch_size())]
     batch_size: usize,
     /// Channel multiplier (as the search's proxy).
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = super::values::WIDTH_MULTIPLIER)]
     width_multiplier: f64,
     /// Seed of the weights, the data order and the flips.
     #[arg(long, default_value_t = 0)]
@@ -42,13 +43,13 @@ pub struct Cmd {
     #[arg(long, default_value = "fashion-mnist")]
     data: String,
     /// Images held out of the training split for validation.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = super::values::images())]
     validation_size: usize,
     /// Peak learning rate [default: 0.165·batch/256, the reference's].
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::LEARNING_RATE)]
     lr: Option<f64>,
     /// Steps between checkpoints.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::values::steps())]
     checkpoint_every: usize,
     /// Run directory [default: `runs/train-SPACE-seedN`, with -2, -3 … when taken].
     #[arg(long)]

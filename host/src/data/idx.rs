@@ -28,7 +28,18 @@ pub fn parse_idx_images(
     let n = be_u32(bytes, 4, path)? as usize;
     let h = be_u32(bytes, 8, path)? as usize;
     let w = be_u32(bytes, 12, path)? as usize;
-    let want = 16 + n * h * w;
+    // A hostile header can claim more than fits in memory (or in a usize): checked arithmetic.
+    let want = n.checked_mul(h).and_then(|p| p.checked_mul(w)).and_then(|p| p.checked_add(16));
+    let Some(want) = want else {
+        return Err(bad(
+            path,
+            format!(
+                "header claims {n} images of {h}×{w}, more bytes than this machine can address \
+                 (the file has {})",
+                bytes.len()
+            ),
+        ));
+    };
     if bytes.len() != want {
         return Err(bad(
             path,
@@ -52,8 +63,11 @@ pub fn parse_idx_labels(bytes: &[u8], path: &str) -> Result<Vec<u8>, DataError> 
         ));
     }
     let n = be_u32(bytes, 4, path)? as usize;
-    if bytes.len() != 8 + n {
-        return Err(bad(path, format!("{} bytes, expected {} for {n} labels", bytes.len(), 8 + n)));
+    let Some(want) = n.checked_add(8) else {
+        return Err(bad(path, format!("header claims {n} labels, more than fits in memory")));
+    };
+    if bytes.len() != want {
+        return Err(bad(path, format!("{} bytes, expected {want} for {n} labels", bytes.len())));
     }
     Ok(bytes[8..].to_vec())
 }
@@ -109,6 +123,25 @@ mod tests {
         assert_eq!(parse_idx_labels(&labels, "l").unwrap(), vec![1, 4]);
         let e = parse_idx_labels(&labels[..9], "labels.idx").unwrap_err().to_string();
         assert!(e.contains("labels.idx") && e.contains("expected 10"), "{e}");
+    }
+
+    #[test]
+    fn a_hostile_header_is_an_error_not_an_overflow() {
+        // 2^32-1 images of 2^32-1 × 2^32-1 pixels: the product overflows u64.
+        let mut hostile = vec![0, 0, 8, 3];
+        for _ in 0..3 {
+            hostile.extend(u32::MAX.to_be_bytes());
+        }
+        hostile.extend([1, 2, 3]);
+        let e = parse_idx_images(&hostile, "evil.idx").unwrap_err().to_string();
+        assert!(e.contains("evil.idx") && e.contains("4294967295 images"), "{e}");
+        // Large but representable: a clear size mismatch.
+        let mut big = vec![0, 0, 8, 3];
+        for d in [100_000u32, 100_000, 1] {
+            big.extend(d.to_be_bytes());
+        }
+        let e = parse_idx_images(&big, "big.idx").unwrap_err().to_string();
+        assert!(e.contains("big.idx") && e.contains("truncated"), "{e}");
     }
 
     #[test]
