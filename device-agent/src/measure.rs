@@ -326,19 +326,35 @@ mod tests {
                 .collect();
         let mut canary = Some(Canary::new(&engine, &quick()).unwrap());
         let mut seen = Vec::new();
-        run_pass(&engine, &keys, &quick(), &placement(), &mut canary, &mut |k, r| {
-            seen.push((k.clone(), r.is_ok()));
-            Ok(())
-        }, &mut |_| Ok(()))
+        run_pass(
+            &engine,
+            &keys,
+            &quick(),
+            &placement(),
+            &mut canary,
+            &mut |k, r| {
+                seen.push((k.clone(), r.is_ok()));
+                Ok(())
+            },
+            &mut |_| Ok(()),
+        )
         .unwrap();
         assert_eq!(seen.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), keys);
         assert!(seen.iter().all(|(_, ok)| *ok));
         let failing = FakeEngine { ns_per_byte: 0.01, fail_modulo: 1 };
         let mut errors = 0;
-        run_pass(&failing, &keys[..2], &quick(), &placement(), &mut None, &mut |_, r| {
-            errors += usize::from(r.is_err());
-            Ok(())
-        }, &mut |_| Ok(()))
+        run_pass(
+            &failing,
+            &keys[..2],
+            &quick(),
+            &placement(),
+            &mut None,
+            &mut |_, r| {
+                errors += usize::from(r.is_err());
+                Ok(())
+            },
+            &mut |_| Ok(()),
+        )
         .unwrap();
         assert_eq!(errors, 2);
     }
@@ -396,12 +412,23 @@ mod tests {
         let mut emitted = Vec::new();
         let mut beats = 0;
         let slow2 = slow.clone();
-        run_pass(&engine, &keys, &m, &placement(), &mut canary, &mut |k, r| {
-            emitted.push((k.clone(), r.unwrap().median()));
-            // Cooling happened before release: timings released are the fast ones.
-            assert_eq!(slow2.load(Ordering::SeqCst), 0);
-            Ok(())
-        }, &mut |_| { beats += 1; Ok(()) })
+        run_pass(
+            &engine,
+            &keys,
+            &m,
+            &placement(),
+            &mut canary,
+            &mut |k, r| {
+                emitted.push((k.clone(), r.unwrap().median()));
+                // Cooling happened before release: timings released are the fast ones.
+                assert_eq!(slow2.load(Ordering::SeqCst), 0);
+                Ok(())
+            },
+            &mut |_| {
+                beats += 1;
+                Ok(())
+            },
+        )
         .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(emitted.len(), keys.len(), "every key released exactly once");
         assert!(canary.unwrap().drifts >= 1);

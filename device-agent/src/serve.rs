@@ -78,6 +78,12 @@ pub fn serve(
                 )?;
             }
             Request::Info => send(&Response::Info { fingerprint: fingerprint.clone() }, output)?,
+            Request::Measure { method, .. } | Request::MeasureNetwork { method, .. }
+                if method.check().is_err() =>
+            {
+                let why = method.check().err().map(|e| e.to_string()).unwrap_or_default();
+                send(&Response::Error { message: format!("refusing the method: {why}") }, output)?;
+            }
             Request::Measure { id, pass, keys, method } => {
                 if canary.is_none() && method.canary_every > 0 {
                     match Canary::new(engine, &method) {
@@ -120,7 +126,9 @@ pub fn serve(
                         };
                         send(&response, &mut **out.borrow_mut())
                     },
-                    &mut |done| send(&Response::Progress { id, done, total }, &mut **out.borrow_mut()),
+                    &mut |done| {
+                        send(&Response::Progress { id, done, total }, &mut **out.borrow_mut())
+                    },
                 )?;
                 send(&Response::Done { id }, out.get_mut())?;
             }
@@ -130,9 +138,10 @@ pub fn serve(
                     digest: network_digest(&network),
                 };
                 let total = u64::from(method.passes.max(1));
-                let timing = measure::time_network(engine, &network, &method, placement, &mut |done| {
-                    send(&Response::Progress { id, done, total }, output)
-                });
+                let timing =
+                    measure::time_network(engine, &network, &method, placement, &mut |done| {
+                        send(&Response::Progress { id, done, total }, output)
+                    });
                 let response = match timing {
                     Ok(t) => Response::Measured {
                         id,

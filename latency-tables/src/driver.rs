@@ -425,7 +425,8 @@ impl State<'_> {
         max_attempts: u32,
     ) {
         self.in_flight -= sent;
-        let unfinished: Vec<_> = unfinished.into_iter().filter(|(p, k)| !self.done(k, *p)).collect();
+        let unfinished: Vec<_> =
+            unfinished.into_iter().filter(|(p, k)| !self.done(k, *p)).collect();
         let Some(error) = error else {
             for item in unfinished.into_iter().rev() {
                 self.queue.push_front(item);

@@ -466,7 +466,8 @@ mod tests {
             } else {
                 None
             };
-            let cut = if next() % 2 == 0 { (next() % bytes.len() as u64) as usize } else { bytes.len() };
+            let cut =
+                if next() % 2 == 0 { (next() % bytes.len() as u64) as usize } else { bytes.len() };
             bytes.truncate(cut);
             std::fs::write(&path, &bytes).unwrap();
             let (mut j, got) = Journal::<Record>::resume(&path).unwrap();

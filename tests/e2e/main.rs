@@ -10,5 +10,10 @@ mod tract_vs_ort;
 // `tunas export`: trained network → ONNX → same logits in tract and onnxruntime as in Candle.
 mod export;
 
-// `tunas profile` over local, exec, serial (pty) and TCP links, with faults injected.
+// The profiling driver against the agent's real protocol server (fake engine) on a thread,
+// behind the in-memory link, with faults injected: in-process and deterministic.
+mod faults;
+
+// `tunas profile` over local, exec, serial (pty) and TCP links, with faults injected (the thin
+// smoke layer over real binaries and transports).
 mod profile;

@@ -44,7 +44,8 @@ pub struct Cmd {
     /// Allow devices with different fingerprints in one table.
     #[arg(long)]
     pub allow_mixed: bool,
-    /// Seconds to wait for one key's result before the link counts as failed.
+    /// Longest silence in seconds from an agent at work before its link counts as failed (the
+    /// agent sends a heartbeat after every key, every canary and every second of a cool-down).
     #[arg(long, default_value_t = 120.0, value_parser = super::values::SECONDS)]
     pub key_timeout: f64,
     /// Attempts per key before it is recorded as failed.
@@ -84,6 +85,7 @@ impl Cmd {
     /// Runs the command.
     pub fn run(self) -> Result<i32> {
         use std::io::Write;
+        self.method.check()?;
         let keys = self.keys()?;
         let devices = self
             .devices

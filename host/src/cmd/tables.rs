@@ -52,7 +52,8 @@ pub struct ValidateCmd {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Seconds to wait for one network's measurement.
+    /// Longest silence in seconds while a network is measured (the agent sends a heartbeat
+    /// after building it and after every pass).
     #[arg(long, default_value_t = 600.0, value_parser = super::values::SECONDS)]
     pub timeout: f64,
     #[command(flatten)]
@@ -111,6 +112,7 @@ pub struct MergeCmd {
 impl ValidateCmd {
     fn run(self, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         use crate::tables::validate::{self, Point};
+        self.method.check()?;
         let mut table = load(&self.file)?;
         let space = SearchSpace::by_name(&self.space)?;
         let spec = crate::device::TransportSpec::parse(&self.device, self.agent.as_ref())?;
@@ -125,10 +127,10 @@ impl ValidateCmd {
                 "tunas: {}: {} damaged line(s) dropped (their architectures are measured again){}",
                 journal_path.display(),
                 recovered.damaged.len(),
-                recovered
-                    .backup
-                    .as_ref()
-                    .map_or(String::new(), |b| format!("; the damaged file is kept as {}", b.display()))
+                recovered.backup.as_ref().map_or(String::new(), |b| format!(
+                    "; the damaged file is kept as {}",
+                    b.display()
+                ))
             );
         }
         let mut done: std::collections::BTreeMap<String, Point> =

@@ -110,8 +110,7 @@ impl AgentClient {
 
     fn send(&mut self, r: &Request) -> Result<()> {
         let bytes = serde_json::to_vec(r)?;
-        write_frame(&mut self.writer, &bytes)
-            .with_context(|| format!("writing to {}", self.name))
+        write_frame(&mut self.writer, &bytes).with_context(|| format!("writing to {}", self.name))
     }
 
     /// The next valid response within `timeout`. Frames that are not valid responses are
@@ -127,11 +126,7 @@ impl AgentClient {
                 },
                 Ok(Incoming::Closed(why)) => bail!("{}: {why}", self.name),
                 Err(RecvTimeoutError::Timeout) => {
-                    bail!(
-                        "{}: no response within {:.0} s",
-                        self.name,
-                        timeout.as_secs_f64()
-                    )
+                    bail!("{}: no response within {:.0} s", self.name, timeout.as_secs_f64())
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     bail!("{}: connection lost", self.name)

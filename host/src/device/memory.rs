@@ -56,12 +56,12 @@ impl Link for MemoryLink {
         let closers = [to_agent.0.clone(), from_agent.0.clone()];
         let serve = self.serve.clone();
         let session = self.opened.fetch_add(1, Ordering::SeqCst);
-        std::thread::Builder::new()
-            .name(format!("{}#{session}", self.describe()))
-            .spawn(move || {
+        std::thread::Builder::new().name(format!("{}#{session}", self.describe())).spawn(
+            move || {
                 let (mut input, mut output) = (agent_in, agent_out);
                 serve(session, &mut input, &mut output);
-            })?;
+            },
+        )?;
         Ok(Connection {
             reader: Box::new(from_agent),
             writer: Box::new(to_agent),

@@ -40,8 +40,7 @@ impl Worker for AgentWorker {
         let client = AgentClient::connect(self.link.as_ref(), self.hello_timeout).map_err(|e| {
             let message = format!("{e:#}");
             // A version mismatch or a refused handshake will not change by reconnecting.
-            if message.contains("protocol version") || message.contains("refused the handshake")
-            {
+            if message.contains("protocol version") || message.contains("refused the handshake") {
                 WorkerError::Refused(message)
             } else {
                 WorkerError::Link(message)

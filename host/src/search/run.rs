@@ -602,11 +602,8 @@ impl Session {
             .append(true)
             .open(&steps_path)
             .with_context(|| format!("opening {}", steps_path.display()))?;
-        let mut progress = console::Progress::new(
-            "search",
-            self.cfg.steps as u64,
-            self.step as u64,
-        );
+        let mut progress =
+            console::Progress::new("search", self.cfg.steps as u64, self.step as u64);
         let mut last_saved = self.step;
         while self.step < self.cfg.steps {
             if interrupt.due(self.step) {

@@ -312,11 +312,7 @@ impl Trainer {
             .with_context(|| format!("opening {}", steps_path.display()))?;
         let label =
             format!("train {}", self.dir.file_name().map_or("", |s| s.to_str().unwrap_or("")));
-        let mut progress = console::Progress::new(
-            &label,
-            self.cfg.steps as u64,
-            self.step as u64,
-        );
+        let mut progress = console::Progress::new(&label, self.cfg.steps as u64, self.step as u64);
         let mut last_saved = self.step;
         while self.step < self.cfg.steps {
             if interrupt.due(self.step) {
