@@ -267,4 +267,143 @@ mod tests {
             "{r:?}"
         );
     }
+
+    /// xorshift64*: a seeded stream for the fuzz test.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        move || {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            s.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+    }
+
+    /// Whether a request could keep the fuzz test busy for long (a mutated digit turning
+    /// `pass_secs: 0.0` into `90.0`): such frames are replaced, to keep the test fast. The
+    /// method check itself is fuzzed with explicit extreme values.
+    fn slow(payload: &[u8]) -> bool {
+        let method = match serde_json::from_slice::<Request>(payload) {
+            Ok(Request::Measure { method, .. } | Request::MeasureNetwork { method, .. }) => method,
+            _ => return false,
+        };
+        method.check().is_ok()
+            && (method.warmup_secs + method.pass_secs + method.cooldown_secs > 0.05
+                || method.runs > 100
+                || method.warmup_runs > 100
+                || method.passes > 3
+                || method.min_sample_secs > 0.001)
+    }
+
+    #[test]
+    fn fuzz_random_and_mutated_requests_are_answered_or_rejected_never_fatal() {
+        let key: OpKey = "pool/7x7x16".parse().unwrap();
+        let net = latency_tables::Network::new(vec![
+            "stem/16x16x3/o8/k3/s2/relu".parse().unwrap(),
+            "pool/8x8x8".parse().unwrap(),
+        ]);
+        let m = Method { passes: 1, cooldown_secs: 0.0, ..quick() };
+        let valid: Vec<Vec<u8>> = [
+            Request::Info,
+            Request::Measure { id: 1, pass: 0, keys: vec![key.clone()], method: m.clone() },
+            Request::MeasureNetwork { id: 2, network: net, method: m.clone() },
+            Request::Measure {
+                id: u64::MAX,
+                pass: u32::MAX,
+                keys: vec!["stem/100000x100000x3/o32/k3/s2/relu".parse().unwrap()],
+                method: m.clone(),
+            },
+        ]
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap())
+        .collect();
+        let extremes = [
+            r#"{"runs":4294967295}"#,
+            r#"{"runs":0}"#,
+            r#"{"pass_secs":1e308}"#,
+            r#"{"cooldown_secs":-1}"#,
+            r#"{"passes":1000}"#,
+            r#"{"threads":0}"#,
+            r#"{"canary_every":4294967295}"#,
+        ];
+        let mut next = rng(11);
+        let engine = FakeEngine { ns_per_byte: 0.0001, fail_modulo: 0 };
+        let placement = Placement { cpus: vec![], thermal_limit_c: 200.0 };
+        let mut seen = [0usize; 4];
+        for case in 0..200 {
+            let mut input = frame(&hello());
+            for _ in 0..1 + next() % 6 {
+                let base = valid[(next() % valid.len() as u64) as usize].clone();
+                let payload = match next() % 6 {
+                    // Random bytes, framed with a good CRC.
+                    0 => (0..next() % 64).map(|_| next() as u8).collect(),
+                    // Truncated.
+                    1 => base[..(next() % base.len() as u64) as usize].to_vec(),
+                    // A byte inserted or replaced.
+                    2 | 3 => {
+                        let mut p = base.clone();
+                        let at = (next() % p.len() as u64) as usize;
+                        const BYTES: &[u8] = b"0123456789{}[]\",:-.e\\x\0";
+                        let b = BYTES[(next() % BYTES.len() as u64) as usize];
+                        if next() % 2 == 0 {
+                            p.insert(at, b);
+                        } else {
+                            p[at] = b;
+                        }
+                        p
+                    }
+                    // A method with an extreme value.
+                    4 => {
+                        let field = extremes[(next() % extremes.len() as u64) as usize];
+                        let text = format!(
+                            r#"{{"type":"measure","id":9,"pass":0,"keys":["pool/7x7x8"],"method":{field}}}"#
+                        );
+                        text.into_bytes()
+                    }
+                    // A whole frame with a bad CRC, or raw garbage between frames.
+                    _ => {
+                        let mut f = encode_frame(&base);
+                        let at = (next() % f.len() as u64) as usize;
+                        f[at] ^= 1 << (next() % 8);
+                        input.extend(f);
+                        continue;
+                    }
+                };
+                if slow(&payload) {
+                    continue;
+                }
+                input.extend(encode_frame(&payload));
+            }
+            input.extend(frame(&Request::Shutdown));
+            let mut out = Vec::new();
+            let served =
+                serve(&engine, &Fingerprint::default(), &placement, &mut &input[..], &mut out);
+            assert!(served.is_ok(), "case {case}: {served:?}");
+            // Every answer is a well-formed response, and the session ended with Bye (unless
+            // the shutdown frame itself was swallowed by an earlier oversized length).
+            let mut d = Decoder::new();
+            d.push(&out);
+            let answers: Vec<Response> = std::iter::from_fn(|| d.next_frame())
+                .map(|p| serde_json::from_slice(&p).unwrap_or_else(|e| panic!("case {case}: {e}")))
+                .collect();
+            assert!(matches!(answers.first(), Some(Response::Hello { .. })), "case {case}");
+            for a in &answers {
+                match a {
+                    Response::Measured { samples_us, .. } => {
+                        assert!(!samples_us.is_empty() && samples_us.iter().all(|s| s.is_finite()));
+                        seen[0] += 1;
+                    }
+                    Response::Failed { .. } => seen[1] += 1,
+                    Response::Error { message } if message.contains("refusing the method") => {
+                        seen[2] += 1
+                    }
+                    Response::Error { .. } => seen[3] += 1,
+                    _ => {}
+                }
+            }
+        }
+        // The cases reached every path: measured, failed keys (the out-of-bounds key), refused
+        // methods, and malformed requests.
+        assert!(seen.iter().all(|&n| n > 0), "measured, failed, refused, malformed: {seen:?}");
+    }
 }

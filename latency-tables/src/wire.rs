@@ -28,8 +28,9 @@ pub enum Request {
     /// Asks for the device fingerprint.
     Info,
     /// Measures op keys for one pass of the method (warm-up, then timed samples); one
-    /// `Measured` or `Failed` response per key, then `Done`. The host runs `method.passes`
-    /// passes, rotating the key order between them.
+    /// `Measured` or `Failed` response per key, `Progress` heartbeats in between, then `Done`.
+    /// The host runs `method.passes` passes, rotating the key order between them. A method that
+    /// fails `Method::check`, or a canary the agent cannot build, is answered with `Error`.
     Measure {
         /// Request id, echoed in every response it causes.
         id: u64,
@@ -112,13 +113,15 @@ pub enum Response {
         /// Why.
         error: String,
     },
-    /// Progress of a long request, for the host's progress bar.
+    /// A heartbeat while a request is worked on: after every key timed, every canary, every
+    /// second of a cool-down, and every pass of a network. The host's timeout is per message,
+    /// so this is what keeps a long group alive.
     Progress {
         /// The request id.
         id: u64,
-        /// Units of work done.
+        /// Units of work done (keys timed, re-measurements included; passes of a network).
         done: u64,
-        /// Units of work in all.
+        /// Units of work in the request (keys; passes of a network).
         total: u64,
     },
     /// All responses of request `id` have been sent.
