@@ -268,17 +268,6 @@ mod tests {
         );
     }
 
-    /// xorshift64*: a seeded stream for the fuzz test.
-    fn rng(seed: u64) -> impl FnMut() -> u64 {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        move || {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            s.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-    }
-
     /// Whether a request could keep the fuzz test busy for long (a mutated digit turning
     /// `pass_secs: 0.0` into `90.0`): such frames are replaced, to keep the test fast. The
     /// method check itself is fuzzed with explicit extreme values.
@@ -326,7 +315,8 @@ mod tests {
             r#"{"threads":0}"#,
             r#"{"canary_every":4294967295}"#,
         ];
-        let mut next = rng(11);
+        let mut stream = latency_tables::onnx::SeededWeights::new(11);
+        let mut next = move || stream.next_u64();
         let engine = FakeEngine { ns_per_byte: 0.0001, fail_modulo: 0 };
         let placement = Placement { cpus: vec![], thermal_limit_c: 200.0 };
         let mut seen = [0usize; 4];

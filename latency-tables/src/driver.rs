@@ -483,18 +483,14 @@ pub fn run<W: Worker + Send>(
     opts: &Options,
     observer: &mut dyn Observer,
 ) -> Result<Summary, DriverError> {
-    let start = Instant::now();
-    let (state, damaged_lines) = open(keys, out, opts, observer)?;
-    let state = Mutex::new(state);
-    let names: Vec<String> = workers.iter().map(Worker::describe).collect();
-    std::thread::scope(|s| {
-        for (mut worker, name) in workers.into_iter().zip(&names) {
-            let state = &state;
-            s.spawn(move || work(state, name, &mut worker, opts));
-        }
-    });
-    let state = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    finish(state, keys, out, opts, damaged_lines, start)
+    drive(keys, out, opts, observer, |state| {
+        let names: Vec<String> = workers.iter().map(Worker::describe).collect();
+        std::thread::scope(|s| {
+            for (mut worker, name) in workers.into_iter().zip(&names) {
+                s.spawn(move || work(state, name, &mut worker, opts));
+            }
+        });
+    })
 }
 
 /// [`run`] with one worker on the calling thread (for a worker that cannot move threads, such
@@ -506,11 +502,24 @@ pub fn run_here<W: Worker>(
     opts: &Options,
     observer: &mut dyn Observer,
 ) -> Result<Summary, DriverError> {
+    drive(keys, out, opts, observer, |state| {
+        let name = worker.describe();
+        work(state, &name, &mut worker, opts);
+    })
+}
+
+/// Opens the journal, lets `workers` work on the shared state, and writes the table.
+fn drive(
+    keys: &[OpKey],
+    out: &Path,
+    opts: &Options,
+    observer: &mut dyn Observer,
+    workers: impl FnOnce(&Mutex<State<'_>>),
+) -> Result<Summary, DriverError> {
     let start = Instant::now();
     let (state, damaged_lines) = open(keys, out, opts, observer)?;
     let state = Mutex::new(state);
-    let name = worker.describe();
-    work(&state, &name, &mut worker, opts);
+    workers(&state);
     let state = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     finish(state, keys, out, opts, damaged_lines, start)
 }

@@ -60,8 +60,8 @@ impl SeededWeights {
         SeededWeights { state: seed ^ 0x9E37_79B9_7F4A_7C15 }
     }
 
-    /// SplitMix64.
-    fn next_u64(&mut self) -> u64 {
+    /// The next raw value of the stream (SplitMix64); tests use it as their seeded generator.
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
