@@ -107,13 +107,21 @@ type FateFn = dyn Fn(usize, usize, &[u8]) -> Fate + Send + Sync;
 /// An agent (the real server, fake engine) behind an in-memory link; `fate(session, frame,
 /// payload)` decides what happens to each frame it writes.
 fn agent(name: &str, fingerprint: Fingerprint, fate: Arc<FateFn>) -> Arc<dyn Link> {
+    agent_with(name, fingerprint, FakeEngine { ns_per_byte: 0.001, fail_modulo: 0 }, fate)
+}
+
+fn agent_with(
+    name: &str,
+    fingerprint: Fingerprint,
+    engine: FakeEngine,
+    fate: Arc<FateFn>,
+) -> Arc<dyn Link> {
     Arc::new(MemoryLink::new(name, move |session, input: &mut dyn Read, output: &mut dyn Write| {
         let fate = fate.clone();
         let per_frame = move |n: usize, payload: &[u8]| fate(session, n, payload);
         let mut out =
             Faulty { inner: output, decoder: Decoder::new(), frames: 0, fate: &per_frame };
         let placement = Placement { cpus: vec![], thermal_limit_c: 1000.0 };
-        let engine = FakeEngine { ns_per_byte: 0.001, fail_modulo: 0 };
         // An agent that dies just stops serving: its streams close.
         let _ = device_agent::serve::serve(&engine, &fingerprint, &placement, input, &mut out);
     }))
@@ -275,4 +283,59 @@ fn a_fleet_shards_keys_and_refuses_mixed_hardware() {
     let mixed = ProfileOptions { allow_mixed: true, ..options(quick()) };
     profile(&keys(), &[healthy("a"), odd], &out, &mixed).unwrap();
     check_complete(&out);
+}
+
+#[test]
+fn an_agent_that_cannot_build_its_canary_refuses_instead_of_measuring_blind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.json");
+    // The fake engine refuses models whose size is a multiple of the canary's: the canary, and
+    // no key measured here.
+    let canary: OpKey = device_agent::measure::CANARY.parse().unwrap();
+    let size = latency_tables::onnx::op_bytes(&canary, 0).unwrap().len();
+    let keys: Vec<OpKey> = keys()
+        .into_iter()
+        .filter(|k| latency_tables::onnx::op_bytes(k, 0).unwrap().len() % size != 0)
+        .collect();
+    assert!(keys.len() >= 4);
+    let engine = FakeEngine { ns_per_byte: 0.001, fail_modulo: size };
+    let link =
+        agent_with("no-canary", Fingerprint::default(), engine, Arc::new(|_, _, _| Fate::Send));
+    let err = profile(&keys, &[link], &out, &options(quick())).unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("canary block") && err.contains("--canary-every 0"), "{err}");
+}
+
+#[test]
+fn fuzz_a_damaged_journal_resumes_to_a_complete_table_keeping_every_intact_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut stream = latency_tables::onnx::SeededWeights::new(3);
+    let mut next = move || stream.next_u64();
+    const GARBAGE: &[u8] = &[0x00, 0x01, 0x1B, 0xFF, b'\n'];
+    for case in 0..10 {
+        let out = dir.path().join(format!("t{case}.json"));
+        profile(&keys(), &[healthy("a")], &out, &options(quick())).unwrap();
+        let journal = Journal::path_for(&out);
+        let clean = std::fs::read(&journal).unwrap();
+        // Garbage at a random byte, then a random truncation.
+        let mut bytes = clean.clone();
+        let at = (next() % bytes.len() as u64) as usize;
+        bytes.insert(at, GARBAGE[(next() % GARBAGE.len() as u64) as usize]);
+        let cut = at + (next() % (bytes.len() - at) as u64) as usize;
+        bytes.truncate(cut.max(at + 1));
+        std::fs::write(&journal, &bytes).unwrap();
+        let resumed = ProfileOptions { resume: true, ..options(quick()) };
+        profile(&keys(), &[healthy("a")], &out, &resumed).unwrap();
+        let records = check_complete(&out);
+        // Every record whose line lies wholly before the damage is still there.
+        let intact = clean[..at].iter().filter(|&&b| b == b'\n').count();
+        let before: Vec<Record> = clean
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        for r in &before[..intact] {
+            assert!(records.contains(r), "case {case}: lost {r:?}");
+        }
+    }
 }
