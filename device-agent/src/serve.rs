@@ -1,9 +1,12 @@
 //! The protocol server: framed JSON requests in, framed JSON responses out, over any byte
 //! stream (stdio, a serial port, a TCP connection).
 //!
-//! A malformed or unknown request gets an `Error` response and the agent keeps serving; a key
-//! that fails to build or run is that key's `Failed` response; a host of another protocol
-//! version gets an `Error` naming both versions.
+//! A malformed or unknown request gets an `Error` response and the agent keeps serving; so do a
+//! method that fails `Method::check` and a canary that cannot be built (measuring without drift
+//! detection would be silent). A key that fails to build or run (an out-of-bounds key among
+//! them) is that key's `Failed` response; a host of another protocol version gets an `Error`
+//! naming both versions. While a request is worked on, `Progress` heartbeats go out after every
+//! key, canary, second of cool-down and network pass.
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -78,11 +81,13 @@ pub fn serve(
                 )?;
             }
             Request::Info => send(&Response::Info { fingerprint: fingerprint.clone() }, output)?,
-            Request::Measure { method, .. } | Request::MeasureNetwork { method, .. }
+            Request::Measure { ref method, .. } | Request::MeasureNetwork { ref method, .. }
                 if method.check().is_err() =>
             {
-                let why = method.check().err().map(|e| e.to_string()).unwrap_or_default();
-                send(&Response::Error { message: format!("refusing the method: {why}") }, output)?;
+                if let Err(why) = method.check() {
+                    let message = format!("refusing the method: {why}");
+                    send(&Response::Error { message }, output)?;
+                }
             }
             Request::Measure { id, pass, keys, method } => {
                 if canary.is_none() && method.canary_every > 0 {

@@ -46,10 +46,6 @@ fn tunas() -> Command {
     tests::command("tunas")
 }
 
-fn agent_path() -> String {
-    tests::binary("device-agent").display().to_string()
-}
-
 fn profile(dir: &Path, device: &str, extra: &[&str]) -> (std::process::Output, PathBuf) {
     let out = dir.join(format!("t{}.json", dir.read_dir().unwrap().count()));
     let o = tunas()
