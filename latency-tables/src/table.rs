@@ -257,6 +257,7 @@ impl LatencyTable {
         }
         for (i, entry) in file.entries.into_iter().enumerate() {
             let key = entry.key.to_string();
+            entry.key.check_bounds().map_err(|e| invalid(format!("entries[{i}]: {e}")))?;
             entry.stats().check().map_err(|e| invalid(format!("entries[{i}] ({key}): {e}")))?;
             if !(entry.pass_spread.is_finite() && entry.pass_spread >= 0.0) {
                 return Err(invalid(format!(
@@ -412,6 +413,10 @@ mod tests {
         assert!(load_err(&text).contains("pool/7x7"));
         let text = sample().to_json().replace("\"units\": \"us\"", "\"units\": \"ms\"");
         assert!(load_err(&text).contains("units must be"));
+        // A key far beyond the documented limits is refused by name, not computed with.
+        let text = sample().to_json().replace("pool/7x7x1280", "pool/7x7x4000000000");
+        let err = load_err(&text);
+        assert!(err.contains("entries[") && err.contains("pool/7x7x4000000000"), "{err}");
     }
 
     #[test]
