@@ -4,19 +4,27 @@
 //! - Per common key, Δ = (new − old) / old of the medians. A key has *moved* when
 //!   |Δ| ≥ max([`MIN_THRESHOLD`], [`NOISE_FACTOR`] × noise), where noise is the larger relative
 //!   spread `(p90 − p10) / median` of its two entries: a noisy key needs a larger change.
+//! - The *systematic* shift: the median of the per-key ratios new/old over the common keys, with
+//!   a 95% bootstrap interval ([`Systematic`]). A firmware update that slows every op by 15% is a
+//!   ratio of 1.15, even when no single key moves beyond its noise. Each key is also classified
+//!   against that shift (`relative_delta`, `moved_relative`): the keys that changed differently
+//!   from the rest.
 //! - Which fingerprint and method fields changed (every field, compared as JSON).
 //! - The predicted change of T(α) for the reference architectures of a space and its median
-//!   architecture, using each table as a [`MeasuredTable`]. An architecture whose keys a table
-//!   lacks is reported as missing keys, never as 0.
+//!   architecture, using each table as a [`MeasuredTable`], like with like: raw Σ of medians
+//!   with raw Σ always, and corrected with corrected when both tables carry a correction, each
+//!   labelled. An architecture whose keys a table lacks is reported as missing keys, never as 0.
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 
+use latency_tables::stats::quantile;
 use latency_tables::{Entry, LatencyTable};
 use serde::Serialize;
 
 use super::{field_changes, relative_spread, FieldChange};
 use crate::latency::{LatencyError, LatencyModel, MeasuredTable};
+use crate::rng::Rng;
 use crate::space::{reference_architectures, space_names, Architecture, SearchSpace, SpaceError};
 
 /// The smallest relative change of a median that counts as a move (5%).
@@ -41,10 +49,15 @@ pub struct KeyChange {
     pub threshold: f64,
     /// Whether |Δ| ≥ threshold.
     pub moved: bool,
+    /// Change relative to the systematic shift, `new / (old · ratio) − 1`.
+    pub relative_delta: f64,
+    /// Whether |relative Δ| ≥ threshold: the key changed differently from the rest.
+    pub moved_relative: bool,
 }
 
-/// Classifies one key measured in both tables.
-pub fn classify(old: &Entry, new: &Entry) -> KeyChange {
+/// Classifies one key measured in both tables, in absolute terms and against a systematic
+/// shift `ratio` (1 for none).
+pub fn classify(old: &Entry, new: &Entry, ratio: f64) -> KeyChange {
     let delta = if old.median > 0.0 {
         (new.median - old.median) / old.median
     } else if new.median > 0.0 {
@@ -54,6 +67,11 @@ pub fn classify(old: &Entry, new: &Entry) -> KeyChange {
     };
     let noise = relative_spread(old).max(relative_spread(new));
     let threshold = MIN_THRESHOLD.max(NOISE_FACTOR * noise);
+    let relative_delta = if old.median > 0.0 && ratio > 0.0 {
+        new.median / (old.median * ratio) - 1.0
+    } else {
+        delta
+    };
     KeyChange {
         key: old.key.to_string(),
         old_us: old.median,
@@ -62,16 +80,75 @@ pub fn classify(old: &Entry, new: &Entry) -> KeyChange {
         noise,
         threshold,
         moved: delta.abs() >= threshold,
+        relative_delta,
+        moved_relative: relative_delta.abs() >= threshold,
+    }
+}
+
+/// Bootstrap resamples behind [`Systematic`]'s interval.
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// The global shift between two tables: the median of the per-key ratios new/old over the
+/// common keys, with a 95% percentile-bootstrap interval (resampling keys).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Systematic {
+    /// Median of the per-key ratios new/old.
+    pub ratio: f64,
+    /// 2.5th percentile of the bootstrap medians.
+    pub low: f64,
+    /// 97.5th percentile of the bootstrap medians.
+    pub high: f64,
+    /// Common keys with positive medians in both tables.
+    pub keys: usize,
+}
+
+impl Systematic {
+    /// The shift of `ratios` (one per common key), or `None` without any. The bootstrap is
+    /// seeded, so the same tables always give the same interval.
+    pub fn of(ratios: &[f64]) -> Option<Systematic> {
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            quantile(v, 0.5)
+        };
+        let mut all = ratios.to_vec();
+        if all.is_empty() {
+            return None;
+        }
+        let ratio = median(&mut all);
+        let mut rng = Rng::new(0x5157);
+        let mut medians: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+            .map(|_| {
+                let mut v: Vec<f64> =
+                    (0..ratios.len()).map(|_| ratios[rng.below(ratios.len())]).collect();
+                median(&mut v)
+            })
+            .collect();
+        medians.sort_by(f64::total_cmp);
+        Some(Systematic {
+            ratio,
+            low: quantile(&medians, 0.025),
+            high: quantile(&medians, 0.975),
+            keys: ratios.len(),
+        })
+    }
+
+    /// Whether the interval excludes 1: the tables differ as a whole.
+    pub fn significant(&self) -> bool {
+        self.low > 1.0 || self.high < 1.0
     }
 }
 
 /// The per-key comparison of two tables.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct KeyDiff {
+    /// The global shift over the common keys (`None` without common keys).
+    pub systematic: Option<Systematic>,
     /// Keys whose median moved, largest |Δ| first.
     pub moved: Vec<KeyChange>,
     /// Number of common keys that did not move.
     pub unchanged: usize,
+    /// Keys that moved relative to the systematic shift, largest |relative Δ| first.
+    pub moved_relative: Vec<KeyChange>,
     /// Keys measured only in the old table.
     pub only_in_old: Vec<String>,
     /// Keys measured only in the new table.
@@ -85,28 +162,38 @@ impl KeyDiff {
     }
 }
 
-/// Compares the entries of two tables key by key.
+/// Compares the entries of two tables key by key, and as a whole.
 pub fn diff_keys(old: &LatencyTable, new: &LatencyTable) -> KeyDiff {
-    let mut moved = Vec::new();
-    let mut unchanged = 0;
-    let mut only_in_old = Vec::new();
-    for e in old.entries() {
-        match new.get(&e.key) {
-            Some(n) => {
-                let c = classify(e, n);
-                if c.moved {
-                    moved.push(c);
-                } else {
-                    unchanged += 1;
-                }
-            }
-            None => only_in_old.push(e.key.to_string()),
+    let common: Vec<(&Entry, &Entry)> =
+        old.entries().filter_map(|e| new.get(&e.key).map(|n| (e, n))).collect();
+    let ratios: Vec<f64> = common
+        .iter()
+        .filter(|(o, n)| o.median > 0.0 && n.median > 0.0)
+        .map(|(o, n)| n.median / o.median)
+        .collect();
+    let systematic = Systematic::of(&ratios);
+    let ratio = systematic.as_ref().map_or(1.0, |s| s.ratio);
+    let (mut moved, mut moved_relative, mut unchanged) = (Vec::new(), Vec::new(), 0);
+    for (o, n) in common {
+        let c = classify(o, n, ratio);
+        if c.moved_relative {
+            moved_relative.push(c.clone());
+        }
+        if c.moved {
+            moved.push(c);
+        } else {
+            unchanged += 1;
         }
     }
+    let only_in_old =
+        old.entries().filter(|e| new.get(&e.key).is_none()).map(|e| e.key.to_string()).collect();
     let only_in_new =
         new.entries().filter(|e| old.get(&e.key).is_none()).map(|e| e.key.to_string()).collect();
     moved.sort_by(|a, b| b.delta.abs().total_cmp(&a.delta.abs()).then_with(|| a.key.cmp(&b.key)));
-    KeyDiff { moved, unchanged, only_in_old, only_in_new }
+    moved_relative.sort_by(|a, b| {
+        b.relative_delta.abs().total_cmp(&a.relative_delta.abs()).then_with(|| a.key.cmp(&b.key))
+    });
+    KeyDiff { systematic, moved, unchanged, moved_relative, only_in_old, only_in_new }
 }
 
 /// T(α) from one table: milliseconds, or how many distinct keys the table lacks.
@@ -138,9 +225,31 @@ impl Predicted {
     }
 }
 
+/// What a predicted T(α) is: the raw Σ of the table's medians, or Σ with the table's affine
+/// correction. Two tables are only ever compared on the same basis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// Σ of medians, both tables without their corrections.
+    Raw,
+    /// Σ of medians with each table's own correction (only when both have one).
+    Corrected,
+}
+
+impl Basis {
+    fn label(self) -> &'static str {
+        match self {
+            Basis::Raw => "raw Σ",
+            Basis::Corrected => "corrected",
+        }
+    }
+}
+
 /// The predicted latency of one architecture from both tables.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ArchPrediction {
+    /// Raw Σ or corrected, the same for both tables.
+    pub basis: Basis,
     /// The space.
     pub space: String,
     /// The reference architecture's name, or `median`.
@@ -195,33 +304,46 @@ fn predict_one(model: &MeasuredTable, arch: &Architecture) -> Predicted {
     }
 }
 
-/// Predicts T(α) with both tables for every architecture of `space`.
+/// Predicts T(α) with both tables for every architecture of `space`: raw Σ always, and
+/// corrected when both tables carry a correction (never one corrected against one raw).
 pub fn predict(
     (old, old_name): (&LatencyTable, &str),
     (new, new_name): (&LatencyTable, &str),
     space: &SearchSpace,
     resolution: u32,
 ) -> Result<Vec<ArchPrediction>, SpaceError> {
-    let old_model = MeasuredTable::new(old.clone(), old_name, space.clone(), resolution);
-    let new_model = MeasuredTable::new(new.clone(), new_name, space.clone(), resolution);
-    Ok(space_architectures(space)?
-        .into_iter()
-        .map(|(name, arch)| {
-            let o = predict_one(&old_model, &arch);
-            let n = predict_one(&new_model, &arch);
+    let raw = |t: &LatencyTable| {
+        let mut t = t.clone();
+        t.correction = None;
+        t
+    };
+    let mut bases = vec![(Basis::Raw, raw(old), raw(new))];
+    if old.correction.is_some() && new.correction.is_some() {
+        bases.push((Basis::Corrected, old.clone(), new.clone()));
+    }
+    let archs = space_architectures(space)?;
+    let mut out = Vec::new();
+    for (basis, old, new) in bases {
+        let old_model = MeasuredTable::new(old, old_name, space.clone(), resolution);
+        let new_model = MeasuredTable::new(new, new_name, space.clone(), resolution);
+        for (name, arch) in &archs {
+            let o = predict_one(&old_model, arch);
+            let n = predict_one(&new_model, arch);
             let delta = match (o.ms(), n.ms()) {
                 (Some(a), Some(b)) if a > 0.0 => Some((b - a) / a),
                 _ => None,
             };
-            ArchPrediction {
+            out.push(ArchPrediction {
+                basis,
                 space: space.name.to_string(),
-                architecture: name,
+                architecture: name.clone(),
                 old: o,
                 new: n,
                 delta,
-            }
-        })
-        .collect())
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Everything `tables diff` reports.
@@ -314,12 +436,28 @@ impl TableDiff {
             writeln!(out, "{}", c.describe())?;
         }
         let k = &self.keys;
+        if let Some(sys) = &k.systematic {
+            writeln!(
+                out,
+                "systematic: new/old = {:.4} [{:.4}, {:.4}] over {} common keys (median of per-key ratios, 95% bootstrap interval){}",
+                sys.ratio,
+                sys.low,
+                sys.high,
+                sys.keys,
+                if sys.significant() {
+                    format!(": the whole table moved {}", pct(sys.ratio - 1.0))
+                } else {
+                    ": no shift of the whole table".to_string()
+                }
+            )?;
+        }
         writeln!(
             out,
-            "keys: {} common ({} moved, {} unchanged), {} only in old, {} only in new",
+            "keys: {} common ({} moved, {} unchanged; {} moved relative to the systematic shift), {} only in old, {} only in new",
             k.common(),
             k.moved.len(),
             k.unchanged,
+            k.moved_relative.len(),
             k.only_in_old.len(),
             k.only_in_new.len()
         )?;
@@ -347,6 +485,26 @@ impl TableDiff {
                 )?;
             }
         }
+        if !k.moved_relative.is_empty() {
+            let w = k.moved_relative.iter().map(|c| c.key.len()).max().unwrap_or(0).max(3);
+            writeln!(out, "keys that moved relative to the systematic shift (same thresholds):")?;
+            writeln!(
+                out,
+                "  {:<w$}  {:>12}  {:>12}  {:>9}  {:>11}",
+                "key", "old µs", "new µs", "Δ", "relative Δ"
+            )?;
+            for c in &k.moved_relative {
+                writeln!(
+                    out,
+                    "  {:<w$}  {:>12.3}  {:>12.3}  {:>9}  {:>11}",
+                    c.key,
+                    c.old_us,
+                    c.new_us,
+                    pct(c.delta),
+                    pct(c.relative_delta)
+                )?;
+            }
+        }
         if self.spaces.is_empty() {
             writeln!(
                 out,
@@ -360,13 +518,14 @@ impl TableDiff {
         let aw = self.predictions.iter().map(|p| p.architecture.len()).max().unwrap_or(0).max(12);
         writeln!(
             out,
-            "  {:<sw$}  {:<aw$}  {:>16}  {:>16}  {:>9}",
-            "space", "architecture", "old ms", "new ms", "Δ"
+            "  {:<9}  {:<sw$}  {:<aw$}  {:>16}  {:>16}  {:>9}",
+            "basis", "space", "architecture", "old ms", "new ms", "Δ"
         )?;
         for p in &self.predictions {
             writeln!(
                 out,
-                "  {:<sw$}  {:<aw$}  {:>16}  {:>16}  {:>9}",
+                "  {:<9}  {:<sw$}  {:<aw$}  {:>16}  {:>16}  {:>9}",
+                p.basis.label(),
                 p.space,
                 p.architecture,
                 p.old.describe(),
@@ -399,30 +558,34 @@ mod tests {
 
     const K: &str = "pool/7x7x1280";
 
+    fn classify_abs(old: &Entry, new: &Entry) -> KeyChange {
+        classify(old, new, 1.0)
+    }
+
     #[test]
     fn quiet_keys_move_at_five_percent() {
-        let c = classify(&entry(K, 100.0, 0.0), &entry(K, 106.0, 0.0));
+        let c = classify_abs(&entry(K, 100.0, 0.0), &entry(K, 106.0, 0.0));
         assert!(c.moved && (c.delta - 0.06).abs() < 1e-12 && c.threshold == MIN_THRESHOLD);
-        let c = classify(&entry(K, 100.0, 0.0), &entry(K, 96.0, 0.0));
+        let c = classify_abs(&entry(K, 100.0, 0.0), &entry(K, 96.0, 0.0));
         assert!(!c.moved, "4% is noise: {c:?}");
-        let c = classify(&entry(K, 100.0, 0.0), &entry(K, 94.0, 0.0));
+        let c = classify_abs(&entry(K, 100.0, 0.0), &entry(K, 94.0, 0.0));
         assert!(c.moved && c.delta < 0.0, "a speed-up moves too: {c:?}");
         // The boundary counts as moved (|Δ| ≥ threshold).
-        assert!(classify(&entry(K, 100.0, 0.0), &entry(K, 105.0, 0.0)).moved);
+        assert!(classify_abs(&entry(K, 100.0, 0.0), &entry(K, 105.0, 0.0)).moved);
     }
 
     #[test]
     fn noisy_keys_need_three_times_their_spread() {
         // Spread 4% → threshold 12%: a 10% change is noise, 13% is a move.
-        let c = classify(&entry(K, 100.0, 0.04), &entry(K, 110.0, 0.0));
+        let c = classify_abs(&entry(K, 100.0, 0.04), &entry(K, 110.0, 0.0));
         assert!((c.threshold - 0.12).abs() < 1e-9 && !c.moved, "{c:?}");
-        assert!(classify(&entry(K, 100.0, 0.04), &entry(K, 113.0, 0.0)).moved);
+        assert!(classify_abs(&entry(K, 100.0, 0.04), &entry(K, 113.0, 0.0)).moved);
         // The noise is the larger spread of the two entries, whichever table has it.
-        let c = classify(&entry(K, 100.0, 0.01), &entry(K, 110.0, 0.05));
+        let c = classify_abs(&entry(K, 100.0, 0.01), &entry(K, 110.0, 0.05));
         assert!((c.noise - 0.05).abs() < 1e-9, "{c:?}");
         assert!((c.threshold - 0.15).abs() < 1e-9 && !c.moved, "{c:?}");
         // A small spread does not lower the threshold below 5%.
-        let c = classify(&entry(K, 100.0, 0.01), &entry(K, 104.0, 0.01));
+        let c = classify_abs(&entry(K, 100.0, 0.01), &entry(K, 104.0, 0.01));
         assert_eq!(c.threshold, MIN_THRESHOLD);
         assert!(!c.moved);
     }
@@ -537,5 +700,77 @@ mod tests {
         for p in &d.predictions {
             assert!((p.delta.unwrap() - 0.5).abs() < 1e-12, "{p:?}");
         }
+    }
+
+    /// A table of the proxylessnas plan with medians spread over 3 decades and ±2% jitter.
+    fn noisy_table(space: &SearchSpace, seed: u64) -> LatencyTable {
+        let mut rng = Rng::new(seed);
+        let mut t = LatencyTable::new(Fingerprint::default(), Method::default());
+        for (i, key) in space.plan(224).into_iter().enumerate() {
+            let m = 10.0 * 1.1f64.powi(i as i32 % 70) * (1.0 + 0.02 * (2.0 * rng.uniform() - 1.0));
+            t.insert(entry(&key.to_string(), m, 0.02));
+        }
+        t
+    }
+
+    #[test]
+    fn a_table_scaled_by_0_85_reports_a_systematic_ratio_of_0_85() {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let old = noisy_table(&space, 1);
+        let mut new = old.clone();
+        for e in old.entries() {
+            let mut e = e.clone();
+            // Every op 15% faster, with ±2% measurement noise of its own.
+            let jitter = 1.0 + 0.02 * ((e.median * 7919.0).sin());
+            e.median *= 0.85 * jitter;
+            new.insert(e);
+        }
+        let d = diff_keys(&old, &new);
+        let sys = d.systematic.clone().unwrap();
+        assert!((sys.ratio - 0.85).abs() <= 0.01, "{sys:?}");
+        assert!(sys.low <= sys.ratio && sys.ratio <= sys.high && sys.high - sys.low < 0.02);
+        assert!(sys.significant());
+        // Every key moved in absolute terms (15% > 3 × 2%... = 6%), none relative to the shift.
+        assert_eq!(d.moved.len(), old.len());
+        assert!(d.moved_relative.is_empty(), "{:?}", d.moved_relative.first());
+        // One key that did not speed up stands out against the shift.
+        let odd = old.entries().nth(5).unwrap().clone();
+        new.insert(odd.clone());
+        let d = diff_keys(&old, &new);
+        assert_eq!(d.moved_relative.len(), 1);
+        assert_eq!(d.moved_relative[0].key, odd.key.to_string());
+        assert!((d.moved_relative[0].relative_delta - (1.0 / 0.85 - 1.0)).abs() < 0.02);
+        // A table against itself: ratio 1, not significant, nothing moved.
+        let same = diff_keys(&old, &old);
+        let sys = same.systematic.unwrap();
+        assert_eq!((sys.ratio, sys.low, sys.high), (1.0, 1.0, 1.0));
+        assert!(!sys.significant() && same.moved.is_empty() && same.moved_relative.is_empty());
+    }
+
+    #[test]
+    fn predictions_compare_raw_with_raw_and_corrected_with_corrected() {
+        use latency_tables::Correction;
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let old = full_table(&space);
+        let mut new = old.clone();
+        // Only the old table carries a correction: the comparison is raw Σ only, and the raw
+        // sums are equal (the tables' medians are).
+        let mut old = old;
+        old.correction = Some(Correction { scale: 1.2, offset_us: 3000.0, samples: 30 });
+        let p = predict((&old, "a"), (&new, "b"), &space, 224).unwrap();
+        assert!(p.iter().all(|p| p.basis == Basis::Raw && p.delta == Some(0.0)), "{p:?}");
+        // Both corrected: raw and corrected rows, each like with like.
+        new.correction = Some(Correction { scale: 1.2, offset_us: 1000.0, samples: 30 });
+        let p = predict((&old, "a"), (&new, "b"), &space, 224).unwrap();
+        assert_eq!(p.iter().filter(|p| p.basis == Basis::Raw).count(), 2);
+        let corrected: Vec<_> = p.iter().filter(|p| p.basis == Basis::Corrected).collect();
+        assert_eq!(corrected.len(), 2);
+        assert!(corrected.iter().all(|p| p.delta.unwrap() < 0.0), "{corrected:?}");
+        let d = diff_tables((&old, "a"), (&new, "b"), None, 224).unwrap();
+        let mut text = Vec::new();
+        d.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("raw Σ") && text.contains("corrected"), "{text}");
+        assert!(text.contains("systematic: new/old = 1.0000"), "{text}");
     }
 }

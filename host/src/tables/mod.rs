@@ -15,7 +15,9 @@ use latency_tables::Entry;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use diff::{classify, diff_keys, diff_tables, KeyChange, KeyDiff, TableDiff};
+pub use diff::{
+    classify, diff_keys, diff_tables, Basis, KeyChange, KeyDiff, Systematic, TableDiff,
+};
 pub use merge::{merge, MergeError, MergeInput, MergeOptions, MergeOutcome, OnConflict};
 pub use show::Summary;
 
