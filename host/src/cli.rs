@@ -47,6 +47,9 @@ pub enum Command {
     /// Inspect, compare and combine latency tables.
     #[command(subcommand)]
     Tables(cmd::tables::Cmd),
+    /// Learn a device's cost model from whole networks measured on it, and check it on new ones.
+    #[command(subcommand)]
+    Costmodel(cmd::costmodel::Cmd),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -56,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Latency(c) => c.run(),
         Command::Plan(c) => c.run(),
         Command::Tables(c) => c.run(),
+        Command::Costmodel(c) => c.run(),
         Command::Profile(c) => c.run(),
         Command::Search(c) => c.run(),
         Command::Train(c) => c.run(),

@@ -14,7 +14,8 @@ pub struct Cmd {
     /// The architecture: a reference name, a colon-separated index string, JSON, or a JSON file.
     #[arg(long)]
     pub arch: String,
-    /// `pixel1` (the paper's model) or a latency table file.
+    /// `pixel1` (the paper's model), a fitted cost-model file (`tunas costmodel fit`) or a
+    /// latency table file.
     #[arg(long, default_value = "pixel1")]
     pub model: String,
     /// Deployment resolution.
@@ -53,6 +54,7 @@ impl Cmd {
             let doc = serde_json::json!({
                 "space": space.name, "architecture": arch.to_string(), "model": model.describe(),
                 "resolution": self.resolution, "latency_ms": b.total_ms,
+                "relative_error": model.relative_error(),
                 "breakdown": if self.breakdown { Some(&b.rows) } else { None },
             });
             writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
@@ -71,6 +73,13 @@ impl Cmd {
             writeln!(out, "{:<34} {:>10.3} ms", "total", b.total_ms)?;
         } else {
             writeln!(out, "{:.3}", b.total_ms)?;
+        }
+        if let Some(e) = model.relative_error() {
+            eprintln!(
+                "T(α) = {:.3} ms ± {:.1}% (the cost model's held-out RMSPE)",
+                b.total_ms,
+                100.0 * e
+            );
         }
         Ok(0)
     }

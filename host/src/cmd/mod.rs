@@ -1,6 +1,7 @@
 //! One module per `tunas` subcommand. Data goes to stdout, messages to stderr.
 
 pub mod compare;
+pub mod costmodel;
 pub mod export;
 pub mod latency;
 pub mod plan;

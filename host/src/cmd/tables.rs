@@ -119,64 +119,41 @@ impl ValidateCmd {
         let archs = validate::sample_architectures(&space, self.samples, self.sample_seed);
         let mut journal_name = self.file.as_os_str().to_owned();
         journal_name.push(".validate.journal");
-        let journal_path = PathBuf::from(journal_name);
-        let (mut journal, recovered) =
-            latency_tables::journal::Journal::<Point>::open(&journal_path)?;
-        if !recovered.damaged.is_empty() {
-            eprintln!(
-                "tunas: {}: {} damaged line(s) dropped (their architectures are measured again){}",
-                journal_path.display(),
-                recovered.damaged.len(),
-                recovered.backup.as_ref().map_or(String::new(), |b| format!(
-                    "; the damaged file is kept as {}",
-                    b.display()
-                ))
-            );
-        }
-        let mut done: std::collections::BTreeMap<String, Point> =
-            recovered.records.into_iter().map(|p| (p.arch.clone(), p)).collect();
-        let mut client = None;
-        let mut points = Vec::new();
-        for (i, arch) in archs.iter().enumerate() {
-            let key = arch.to_string();
-            let predicted_us = validate::predict_us(&table, &space, arch, self.resolution)?;
-            if let Some(p) = done.remove(&key) {
-                points.push(p);
-                continue;
-            }
-            if client.is_none() {
-                client = Some(crate::device::client::AgentClient::connect(
-                    &spec,
-                    std::time::Duration::from_secs(60),
-                )?);
-            }
-            let Some(agent) = client.as_mut() else { continue };
-            let net = space.resolve(arch, self.resolution).network;
-            let samples = agent
-                .measure_network(
-                    &net,
-                    &self.method,
-                    std::time::Duration::from_secs_f64(self.timeout),
-                )
-                .with_context(|| format!("measuring architecture {key}"))?;
-            let measured_us = latency_tables::LatencyStats::from_samples(&samples)
-                .map(|s| s.median)
-                .context("the agent sent no samples")?;
-            let p = Point { arch: key, predicted_us, measured_us };
-            journal.append(&p)?;
-            eprintln!(
-                "validate {}/{}: predicted {:.2} ms, measured {:.2} ms ({:+.1}%)",
-                i + 1,
-                archs.len(),
-                predicted_us / 1e3,
-                measured_us / 1e3,
-                100.0 * (predicted_us - measured_us) / measured_us
-            );
-            points.push(p);
-        }
-        if let Some(c) = client {
-            c.shutdown();
-        }
+        let predicted = archs
+            .iter()
+            .map(|arch| validate::predict_us(&table, &space, arch, self.resolution))
+            .collect::<anyhow::Result<Vec<f64>>>()?;
+        let (measured, _) = crate::device::networks::measure_architectures(
+            &space,
+            &archs,
+            self.resolution,
+            &spec,
+            &self.method,
+            std::time::Duration::from_secs_f64(self.timeout),
+            Path::new(&journal_name),
+            &mut |i, _, measured_us, fresh| {
+                if fresh {
+                    let predicted_us = predicted[i];
+                    eprintln!(
+                        "validate {}/{}: predicted {:.2} ms, measured {:.2} ms ({:+.1}%)",
+                        i + 1,
+                        archs.len(),
+                        predicted_us / 1e3,
+                        measured_us / 1e3,
+                        100.0 * (predicted_us - measured_us) / measured_us
+                    );
+                }
+            },
+        )?;
+        let points: Vec<Point> = archs
+            .iter()
+            .zip(predicted.iter().zip(&measured))
+            .map(|(a, (&predicted_us, &measured_us))| Point {
+                arch: a.to_string(),
+                predicted_us,
+                measured_us,
+            })
+            .collect();
         let report = validate::report(points);
         if self.json {
             writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod memory;
+pub mod networks;
 pub mod worker;
 
 use std::io::{Read, Write};

@@ -1,14 +1,18 @@
 //! Latency models behind one trait: T(α) in milliseconds for an architecture of a space.
 //!
-//! - [`Pixel1CostModel`]: the paper's learned linear model (its published weights).
+//! - [`CostModel`]: the paper's coupled-feature linear model — the published Pixel 1 weights, or
+//!   one fitted to a device's whole-network measurements ([`fit`], `tunas costmodel fit`).
 //! - [`MeasuredTable`]: Σ of a measured table's medians over the architecture's op keys, with the
 //!   table's optional affine correction. A missing key is an error, never 0.
 
+mod cost_model;
+pub mod fit;
 mod measured;
-mod pixel1;
 
+pub use cost_model::CostModel;
 pub use measured::MeasuredTable;
-pub use pixel1::Pixel1CostModel;
+
+use std::path::Path;
 
 use crate::space::{Architecture, SearchSpace};
 
@@ -67,9 +71,23 @@ pub trait LatencyModel {
     fn masked_ms(&self, _masks: &[Vec<f64>]) -> Option<f64> {
         None
     }
+
+    /// The model's typical relative error on networks it was not fitted on (held-out RMSPE as a
+    /// fraction), where it knows one: a fitted cost model does.
+    fn relative_error(&self) -> Option<f64> {
+        None
+    }
 }
 
-/// Loads `pixel1` or a table file for `space`.
+/// Whether `path` is a cost-model file (it has a `spaces` object) rather than a latency table.
+pub fn is_cost_model_file(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("spaces").is_some_and(serde_json::Value::is_object))
+}
+
+/// Loads `pixel1`, a cost-model file or a table file for `space`.
 pub fn load_model(
     spec: &str,
     space: &SearchSpace,
@@ -82,10 +100,22 @@ pub fn load_model(
                 "the pixel1 model only knows the 224×224 deployment resolution (got {resolution})"
             );
         }
-        return Ok(Box::new(Pixel1CostModel::for_space(space)?));
+        return Ok(Box::new(CostModel::pixel1(space)?));
+    }
+    if is_cost_model_file(Path::new(spec)) {
+        let model = CostModel::load(Path::new(spec), space)?;
+        if model.resolution() != resolution {
+            anyhow::bail!(
+                "{spec} was fitted at {r}×{r}, not {resolution}×{resolution}",
+                r = model.resolution()
+            );
+        }
+        return Ok(Box::new(model));
     }
     let table = latency_tables::LatencyTable::load(spec).with_context(|| {
-        format!("loading latency model {spec:?} (expected `pixel1` or a table file)")
+        format!(
+            "loading latency model {spec:?} (expected `pixel1`, a cost-model file or a table file)"
+        )
     })?;
     Ok(Box::new(MeasuredTable::new(table, spec, space.clone(), resolution)))
 }
