@@ -83,21 +83,16 @@ pub fn ridge(
 /// Solves `A x = b` for a symmetric positive definite `A` (Cholesky); `None` if it is not.
 fn cholesky_solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
     let n = b.len();
+    let dot = |p: &[f64], q: &[f64]| p.iter().zip(q).map(|(x, y)| x * y).sum::<f64>();
     for j in 0..n {
-        let mut d = a[j][j];
-        for k in 0..j {
-            d -= a[j][k] * a[j][k];
-        }
+        let d = a[j][j] - dot(&a[j][..j], &a[j][..j]);
         if d <= 0.0 || !d.is_finite() {
             return None;
         }
         let d = d.sqrt();
         a[j][j] = d;
         for i in j + 1..n {
-            let mut s = a[i][j];
-            for k in 0..j {
-                s -= a[i][k] * a[j][k];
-            }
+            let s = a[i][j] - dot(&a[i][..j], &a[j][..j]);
             a[i][j] = s / d;
         }
     }
