@@ -136,9 +136,13 @@ fn diff_lists_exactly_the_slowed_keys_and_the_predicted_change() {
     assert!(text.contains("kernel: 6.1.0 → 6.6.7"), "{text}");
     assert!(text.contains("method: unchanged"), "{text}");
     assert!(
-        text.contains("73 common (3 moved, 70 unchanged), 0 only in old, 0 only in new"),
+        text.contains(
+            "73 common (3 moved, 70 unchanged; 3 moved relative to the systematic shift), 0 only in old, 0 only in new"
+        ),
         "{text}"
     );
+    // Every other key moved by 1%: the systematic shift, which the three slowed keys exceed.
+    assert!(text.contains("systematic: new/old = 1.0100 [1.0100, 1.0100] over 73"), "{text}");
     let moved: Vec<&str> = text
         .lines()
         .skip_while(|l| !l.starts_with("moved keys"))
@@ -182,7 +186,8 @@ fn diff_lists_exactly_the_slowed_keys_and_the_predicted_change() {
     let o = tunas(&["tables", "diff", s(&old_path), s(&old_path)]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains("fingerprint: unchanged"));
-    assert!(stdout(&o).contains("(0 moved, 73 unchanged)"));
+    assert!(stdout(&o).contains("(0 moved, 73 unchanged; 0 moved relative"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("no shift of the whole table"), "{}", stdout(&o));
 }
 
 #[test]

@@ -416,6 +416,34 @@ fn pct(v: f64) -> String {
     format!("{:+.2}%", 100.0 * v)
 }
 
+/// A table of key changes under `title`, with `last` as its last column (nothing if empty).
+fn write_changes(
+    out: &mut dyn Write,
+    title: &str,
+    changes: &[KeyChange],
+    last: &str,
+    value: impl Fn(&KeyChange) -> String,
+) -> io::Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let w = changes.iter().map(|c| c.key.len()).max().unwrap_or(0).max(3);
+    writeln!(out, "{title}")?;
+    writeln!(out, "  {:<w$}  {:>12}  {:>12}  {:>9}  {:>11}", "key", "old µs", "new µs", "Δ", last)?;
+    for c in changes {
+        writeln!(
+            out,
+            "  {:<w$}  {:>12.3}  {:>12.3}  {:>9}  {:>11}",
+            c.key,
+            c.old_us,
+            c.new_us,
+            pct(c.delta),
+            value(c)
+        )?;
+    }
+    Ok(())
+}
+
 impl TableDiff {
     /// Writes the comparison for people.
     pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
@@ -461,50 +489,20 @@ impl TableDiff {
             k.only_in_old.len(),
             k.only_in_new.len()
         )?;
-        if !k.moved.is_empty() {
-            let w = k.moved.iter().map(|c| c.key.len()).max().unwrap_or(0).max(3);
-            writeln!(
-                out,
-                "moved keys (|Δ| ≥ max({:.0}%, {NOISE_FACTOR} × relative spread)):",
-                100.0 * MIN_THRESHOLD
-            )?;
-            writeln!(
-                out,
-                "  {:<w$}  {:>12}  {:>12}  {:>9}  {:>10}",
-                "key", "old µs", "new µs", "Δ", "threshold"
-            )?;
-            for c in &k.moved {
-                writeln!(
-                    out,
-                    "  {:<w$}  {:>12.3}  {:>12.3}  {:>9}  {:>9.2}%",
-                    c.key,
-                    c.old_us,
-                    c.new_us,
-                    pct(c.delta),
-                    100.0 * c.threshold
-                )?;
-            }
-        }
-        if !k.moved_relative.is_empty() {
-            let w = k.moved_relative.iter().map(|c| c.key.len()).max().unwrap_or(0).max(3);
-            writeln!(out, "keys that moved relative to the systematic shift (same thresholds):")?;
-            writeln!(
-                out,
-                "  {:<w$}  {:>12}  {:>12}  {:>9}  {:>11}",
-                "key", "old µs", "new µs", "Δ", "relative Δ"
-            )?;
-            for c in &k.moved_relative {
-                writeln!(
-                    out,
-                    "  {:<w$}  {:>12.3}  {:>12.3}  {:>9}  {:>11}",
-                    c.key,
-                    c.old_us,
-                    c.new_us,
-                    pct(c.delta),
-                    pct(c.relative_delta)
-                )?;
-            }
-        }
+        let title = format!(
+            "moved keys (|Δ| ≥ max({:.0}%, {NOISE_FACTOR} × relative spread)):",
+            100.0 * MIN_THRESHOLD
+        );
+        write_changes(out, &title, &k.moved, "threshold", |c| {
+            format!("{:.2}%", 100.0 * c.threshold)
+        })?;
+        write_changes(
+            out,
+            "keys that moved relative to the systematic shift (same thresholds):",
+            &k.moved_relative,
+            "relative Δ",
+            |c| pct(c.relative_delta),
+        )?;
         if self.spaces.is_empty() {
             writeln!(
                 out,
