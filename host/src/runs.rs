@@ -144,14 +144,17 @@ impl EpochOrder {
     }
 }
 
-/// The latency model of a run: `pixel1` or a table file, which must cover every op key of the
-/// space at the deployment resolution (checked before any training, naming the missing keys).
+/// The latency model of a run: `pixel1`, a fitted cost-model file, or a table file, which must
+/// cover every op key of the space at the deployment resolution (checked before any training,
+/// naming the missing keys).
 pub fn load_latency(latency: &str, space: &SearchSpace) -> Result<Box<dyn LatencyModel>> {
-    if latency == "pixel1" {
+    if latency == "pixel1" || crate::latency::is_cost_model_file(std::path::Path::new(latency)) {
         return load_model(latency, space, DEPLOYMENT_RESOLUTION);
     }
     let table = latency_tables::LatencyTable::load(latency).with_context(|| {
-        format!("loading latency model {latency:?} (expected `pixel1` or a table file)")
+        format!(
+            "loading latency model {latency:?} (expected `pixel1`, a cost-model file or a table file)"
+        )
     })?;
     let have: std::collections::BTreeSet<String> =
         table.entries().map(|e| e.key.to_string()).collect();
@@ -259,4 +262,29 @@ pub fn var_tensors(vars: &candle_nn::VarMap) -> Result<HashMap<String, Tensor>> 
         .iter()
         .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latency::CostModel;
+
+    #[test]
+    fn a_run_takes_a_fitted_cost_model_file_as_its_latency_model() {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let pixel1 = CostModel::pixel1(&space).unwrap();
+        let weights = vec![0.1; pixel1.num_weights()];
+        let fit =
+            serde_json::json!({"resolution": DEPLOYMENT_RESOLUTION, "held_out": {"rmspe": 3.0}});
+        let model = pixel1.with_weights(10.0, weights, "fitted".into(), None, fit);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.json");
+        model.save(&path).unwrap();
+        let loaded = load_latency(&path.display().to_string(), &space).unwrap();
+        let arch = space.parse_arch("proxylessnas-mobile").unwrap();
+        assert_eq!(loaded.latency_ms(&arch).unwrap(), model.latency_ms(&arch).unwrap());
+        assert_eq!(loaded.relative_error(), Some(0.03));
+        // Fractional masks (the search's warmup pricing) work as for the Pixel 1 model.
+        assert!(loaded.masked_ms(&pixel1.warmup_masks()).is_some());
+    }
 }

@@ -351,3 +351,74 @@ fn validate_measures_whole_networks_stores_a_correction_and_resumes() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("validate 1/3"), "measured again");
     assert_eq!(std::fs::read_to_string(&journal).unwrap().lines().count(), 3);
 }
+
+#[test]
+fn costmodel_fit_eval_and_use_over_a_real_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.json");
+    // Small networks (64×64) and a fast method: the plumbing is what is tested.
+    let quick = [
+        "--space",
+        "proxylessnas",
+        "--device",
+        "local",
+        "--resolution",
+        "64",
+        "--warmup-runs",
+        "1",
+        "--warmup-secs",
+        "0",
+        "--runs",
+        "2",
+        "--pass-secs",
+        "0",
+        "--passes",
+        "1",
+        "--json",
+    ];
+    let o = tunas()
+        .args(["costmodel", "fit", "--samples", "8", "--folds", "2", "--out"])
+        .arg(&model)
+        .args(quick)
+        .output()
+        .unwrap();
+    ok(&o);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let networks = report["networks"].as_u64().unwrap();
+    assert!(networks >= 8, "{report}");
+    assert_eq!(report["held_out"]["n"].as_u64(), Some(networks));
+    assert_eq!(report["features"], 144);
+    let mut journal = model.as_os_str().to_owned();
+    journal.push(".journal");
+    assert_eq!(std::fs::read_to_string(&journal).unwrap().lines().count() as u64, networks);
+    // The model predicts new networks, and loads wherever a latency model does.
+    let o = tunas()
+        .args(["costmodel", "eval"])
+        .arg(&model)
+        .args(["--samples", "3"])
+        .args(quick)
+        .output()
+        .unwrap();
+    ok(&o);
+    let eval: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(eval["networks"], 3);
+    assert!(eval["within_10"].as_f64().is_some(), "{eval}");
+    let o = tunas()
+        .args(["latency", "--space", "proxylessnas", "--arch", "proxylessnas-mobile"])
+        .args(["--resolution", "64", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    ok(&o);
+    let ms: f64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+    assert!(ms > 0.0);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("held-out RMSPE"));
+    // At another resolution than it was fitted at, it is refused by name.
+    let o = tunas()
+        .args(["latency", "--space", "proxylessnas", "--arch", "proxylessnas-mobile", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("fitted at 64×64"));
+}
