@@ -97,7 +97,7 @@ impl Cmd {
             }
             (None, Some(w)) => {
                 let space = SearchSpace::by_name(&self.space)?;
-                let text = super::train::arch_text(self.arch.as_deref().unwrap_or_default())?;
+                let text = super::latency::arch_text(self.arch.as_deref().unwrap_or_default())?;
                 let arch = space.parse_arch(&text)?;
                 let mut cfg = TrainConfig::new(space.name, &arch.to_string());
                 cfg.data = self.data.clone();

@@ -62,24 +62,10 @@ pub struct Cmd {
     stop_at: Option<usize>,
 }
 
-/// The architecture text of `--arch`: `@DIR` reads a search run's `architecture.txt`.
-pub fn arch_text(arg: &str) -> Result<String> {
-    match arg.strip_prefix('@') {
-        Some(dir) => {
-            let path = PathBuf::from(dir).join("architecture.txt");
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                anyhow::anyhow!("{}: {e} (is {dir} a finished search run?)", path.display())
-            })?;
-            Ok(text.trim().to_string())
-        }
-        None => Ok(arg.to_string()),
-    }
-}
-
 impl Cmd {
     fn config(&self) -> Result<TrainConfig> {
         let space = SearchSpace::by_name(&self.space)?;
-        let text = arch_text(self.arch.as_deref().unwrap_or_default())?;
+        let text = super::latency::arch_text(self.arch.as_deref().unwrap_or_default())?;
         let arch = space.parse_arch(&text)?;
         let mut cfg = TrainConfig::new(space.name, &arch.to_string());
         cfg.latency = self.latency.clone();
