@@ -31,6 +31,20 @@ const QUICK: &[&str] = &[
     "3",
 ];
 
+/// A fast method for whole networks (one pass, two runs).
+const QUICK_NETWORKS: &[&str] = &[
+    "--warmup-runs",
+    "1",
+    "--warmup-secs",
+    "0",
+    "--runs",
+    "2",
+    "--pass-secs",
+    "0",
+    "--passes",
+    "1",
+];
+
 fn keys() -> Vec<String> {
     (1..=8).map(|c| format!("ib/14x14x{0}/o{0}/k3/s1/e{1}/se0/relu/res", c * 8, c * 24)).collect()
 }
@@ -318,18 +332,7 @@ fn validate_measures_whole_networks_stores_a_correction_and_resumes() {
             "--samples",
             "3",
         ]);
-        c.args([
-            "--warmup-runs",
-            "1",
-            "--warmup-secs",
-            "0",
-            "--runs",
-            "2",
-            "--pass-secs",
-            "0",
-            "--passes",
-            "1",
-        ]);
+        c.args(QUICK_NETWORKS);
         c
     };
     let o = args(&path).output().unwrap();
@@ -357,29 +360,15 @@ fn costmodel_fit_eval_and_use_over_a_real_agent() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model.json");
     // Small networks (64×64) and a fast method: the plumbing is what is tested.
-    let quick = [
-        "--space",
-        "proxylessnas",
-        "--device",
-        "local",
-        "--resolution",
-        "64",
-        "--warmup-runs",
-        "1",
-        "--warmup-secs",
-        "0",
-        "--runs",
-        "2",
-        "--pass-secs",
-        "0",
-        "--passes",
-        "1",
-        "--json",
-    ];
+    let quick: Vec<&str> =
+        ["--space", "proxylessnas", "--device", "local", "--resolution", "64", "--json"]
+            .into_iter()
+            .chain(QUICK_NETWORKS.iter().copied())
+            .collect();
     let o = tunas()
         .args(["costmodel", "fit", "--samples", "8", "--folds", "2", "--out"])
         .arg(&model)
-        .args(quick)
+        .args(&quick)
         .output()
         .unwrap();
     ok(&o);
@@ -396,7 +385,7 @@ fn costmodel_fit_eval_and_use_over_a_real_agent() {
         .args(["costmodel", "eval"])
         .arg(&model)
         .args(["--samples", "3"])
-        .args(quick)
+        .args(&quick)
         .output()
         .unwrap();
     ok(&o);
