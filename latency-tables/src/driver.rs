@@ -577,9 +577,11 @@ fn open<'o>(
             }
             None => {
                 // The header was lost: the journal starts again at the first device's hello,
-                // with what survived carried over.
+                // with what survived carried over. Until then the old file stays on disk, set
+                // aside, so a run that dies before any device answers loses nothing.
                 drop(j);
-                std::fs::remove_file(&journal_path)
+                let aside = crate::journal::free_name(&journal_path, "headerless");
+                std::fs::rename(&journal_path, &aside)
                     .map_err(|source| TableError::Io { path: journal_path.clone(), source })?;
                 for r in measured {
                     collected.add(&r);

@@ -229,7 +229,7 @@ fn line_of<R: Serialize>(record: &R) -> Vec<u8> {
 }
 
 /// `PATH.suffix`, or `PATH.suffix.N` with the first N not taken.
-fn free_name(path: &Path, suffix: &str) -> PathBuf {
+pub fn free_name(path: &Path, suffix: &str) -> PathBuf {
     let with = |s: String| {
         let mut name = path.as_os_str().to_owned();
         name.push(s);
