@@ -56,6 +56,12 @@ impl Observer for Log {
                     p.advance(1, &key.to_string());
                 }
             }
+            Event::Converged { key, skipped } => {
+                // The passes it no longer needs count as done.
+                if let Some(p) = self.progress.as_mut() {
+                    p.advance(skipped as u64, &format!("{key} converged"));
+                }
+            }
             Event::LinkFailed { device, error, requeued } => {
                 self.line(&format!("{device}: {error}; re-requesting {requeued} items"))
             }

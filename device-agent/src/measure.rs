@@ -47,11 +47,25 @@ impl Timing {
     }
 }
 
+/// Samples an adaptive pass takes at least before its interval is trusted.
+pub const MIN_CI_SAMPLES: usize = 16;
+/// Samples between the adaptive checks of the interval (each sorts the samples).
+const CI_CHECK_EVERY: usize = 4;
+
+/// Whether the 95% interval of the samples' median is within `target` (relative half-width).
+fn median_known(samples: &[f64], target: f64) -> bool {
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    latency_tables::stats::median_ci_relative(&v).is_some_and(|h| h <= target)
+}
+
 /// Warm-up then timed samples of one prepared model, by `method`.
 ///
 /// Warm-up: at least `warmup_runs` runs and `warmup_secs`. Then each sample averages `batch`
 /// back-to-back runs, with `batch` chosen so a sample lasts at least `min_sample_secs`; samples
-/// are taken until there are at least `runs` runs and `pass_secs` seconds.
+/// are taken until there are at least `runs` runs and `pass_secs` seconds — or, by the
+/// adaptive method, at least `runs` runs and [`MIN_CI_SAMPLES`] samples whose median's 95%
+/// interval is within `ci_target`, at most `pass_secs`.
 pub fn time_runnable(
     r: &mut dyn Runnable,
     method: &Method,
@@ -70,7 +84,20 @@ pub fn time_runnable(
     // u64: `runs + batch` cannot overflow however long `pass_secs` keeps the loop going.
     let mut runs = 0u64;
     let timed = Instant::now();
-    while runs < u64::from(method.runs.max(1)) || timed.elapsed().as_secs_f64() < method.pass_secs {
+    loop {
+        let enough_runs = runs >= u64::from(method.runs.max(1));
+        // Fixed: both minimums met. Adaptive: `pass_secs` is the budget, the interval decides.
+        if enough_runs && timed.elapsed().as_secs_f64() >= method.pass_secs {
+            break;
+        }
+        if method.adaptive()
+            && enough_runs
+            && samples_us.len() >= MIN_CI_SAMPLES
+            && samples_us.len() % CI_CHECK_EVERY == 0
+            && median_known(&samples_us, method.ci_target)
+        {
+            break;
+        }
         let t = Instant::now();
         for _ in 0..batch {
             r.run()?;
@@ -314,6 +341,21 @@ mod tests {
         assert!(t.samples_us.len() as u32 * t.batch >= m.runs);
         assert!(t.samples_us.iter().all(|&s| s > 0.0));
         assert!(t.batch >= 1);
+    }
+
+    #[test]
+    fn an_adaptive_pass_stops_when_the_median_is_known() {
+        let engine = FakeEngine::default();
+        let key: OpKey = "pool/7x7x64".parse().unwrap();
+        // The fixed method would sample for 3 s (thousands of 0.5 ms samples); a busy-wait's
+        // median is known within 5% after the minimum.
+        let m = Method { pass_secs: 3.0, ci_target: 0.05, ..quick() };
+        let t = time_key(&engine, &key, &m, &placement()).unwrap();
+        let n = t.samples_us.len();
+        assert!((MIN_CI_SAMPLES..MIN_CI_SAMPLES + 200).contains(&n), "{n} samples");
+        let mut v = t.samples_us.clone();
+        v.sort_by(f64::total_cmp);
+        assert!(latency_tables::stats::median_ci_relative(&v).unwrap() <= 0.05);
     }
 
     #[test]

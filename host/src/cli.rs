@@ -28,6 +28,8 @@ pub enum Command {
     /// TuNAS search: weight-sharing supernet + REINFORCE controller with the absolute reward.
     /// No arguments: a quick search (proxylessnas, embedded Fashion-MNIST, pixel1, T0 = 84 ms).
     Search(Box<cmd::search::Cmd>),
+    /// Measure the architecture a search found, whole, on a device: predicted vs measured.
+    Verify(Box<cmd::verify::Cmd>),
     /// Stand-alone training of one architecture at its selected widths (stateful BN), evaluated
     /// on the held-out validation split and the test split.
     Train(Box<cmd::train::Cmd>),
@@ -62,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Costmodel(c) => c.run(),
         Command::Profile(c) => c.run(),
         Command::Search(c) => c.run(),
+        Command::Verify(c) => c.run(),
         Command::Train(c) => c.run(),
         Command::RandomSearch(c) => c.run(),
         Command::Export(c) => c.run(),

@@ -160,6 +160,13 @@ pub enum Event<'a> {
         /// The pass.
         pass: u32,
     },
+    /// The adaptive method knows a key's median well enough: its remaining passes are skipped.
+    Converged {
+        /// The key.
+        key: &'a OpKey,
+        /// Passes skipped.
+        skipped: usize,
+    },
     /// The device could not build or run a key; it is recorded as failed.
     KeyFailed {
         /// The key.
@@ -402,15 +409,24 @@ impl State<'_> {
             Outcome::Failed(error) => Record::Failed { key: key.clone(), error, attempts: 1 },
         };
         self.append(&record)?;
+        self.collected.add(&record);
+        self.received_now += 1;
         if let Record::Failed { error, .. } = &record {
             // Its other passes would fail the same way.
             self.queue.retain(|(_, k)| k != key);
             self.observer.event(Event::KeyFailed { key, error });
         } else {
             self.observer.event(Event::Measured { key, pass });
+            if self.collected.converged(key, &self.method) {
+                // The adaptive method knows its median well enough: its other passes go.
+                let before = self.queue.len();
+                self.queue.retain(|(_, k)| k != key);
+                let skipped = before - self.queue.len();
+                if skipped > 0 {
+                    self.observer.event(Event::Converged { key, skipped });
+                }
+            }
         }
-        self.collected.add(&record);
-        self.received_now += 1;
         Ok(())
     }
 
@@ -600,7 +616,8 @@ fn open<'o>(
     let mut queue = VecDeque::new();
     for pass in 0..passes {
         for key in rotated(keys, pass, passes) {
-            if !collected.has(&key, pass) && !collected.failed(&key) {
+            let done = collected.failed(&key) || collected.converged(&key, &method);
+            if !collected.has(&key, pass) && !done {
                 queue.push_back((pass, key));
             }
         }
@@ -762,4 +779,105 @@ fn finish(
         restarts: state.restarts,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device whose key `tight` always times 100 µs ± 0.1% and `noisy` anywhere in 50–150 µs.
+    struct Fake {
+        calls: u32,
+    }
+
+    impl Worker for Fake {
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+        fn connect(&mut self) -> Result<Hello, WorkerError> {
+            Ok(Hello { fingerprint: Fingerprint::default(), agent: "fake".into() })
+        }
+        fn measure(
+            &mut self,
+            _pass: u32,
+            keys: &[OpKey],
+            _method: &Method,
+            report: &mut Report<'_>,
+        ) -> Result<(), WorkerError> {
+            for key in keys {
+                self.calls += 1;
+                let tight = key.to_string().starts_with("pool");
+                let samples_us = (0..40u32)
+                    .map(|i| {
+                        let u = f64::from((i * 37 + self.calls * 11) % 40) / 39.0;
+                        if tight {
+                            100.0 + 0.1 * (u - 0.5)
+                        } else {
+                            50.0 + 100.0 * u
+                        }
+                    })
+                    .collect();
+                report(key, Outcome::Measured { samples_us, batch: 1, throttled: false })?;
+            }
+            Ok(())
+        }
+        fn disconnect(&mut self, _broken: bool) {}
+    }
+
+    fn options(method: Method) -> Options {
+        Options {
+            method,
+            resume: false,
+            allow_mixed: false,
+            max_attempts: 3,
+            max_restarts: 3,
+            group: 1,
+            description: "test".into(),
+        }
+    }
+
+    #[test]
+    fn the_adaptive_method_stops_a_key_once_its_median_is_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<OpKey> =
+            ["pool/7x7x1280", "fc/1x1x1280/o1001"].iter().map(|k| k.parse().unwrap()).collect();
+        let method = Method { passes: 4, min_passes: 2, ci_target: 0.01, ..Method::default() };
+        let out = dir.path().join("adaptive.json");
+        let mut worker = Fake { calls: 0 };
+        run_here(&keys, &mut worker, &out, &options(method), &mut Quiet).unwrap();
+        assert_eq!(worker.calls, 2 + 4, "the tight key stops after 2 passes, the noisy one runs 4");
+        let table = LatencyTable::load(&out).unwrap();
+        let tight = table.get(&keys[0]).unwrap();
+        assert_eq!((tight.passes, tight.stopped), (Some(2), Some(crate::Stopped::Converged)));
+        let [lo, hi] = tight.median_ci95.unwrap();
+        assert!(lo <= tight.median && tight.median <= hi && (hi - lo) / tight.median < 0.02);
+        let noisy = table.get(&keys[1]).unwrap();
+        assert_eq!((noisy.passes, noisy.stopped), (Some(4), Some(crate::Stopped::MaxPasses)));
+
+        // The fixed method measures every pass of every key and says nothing of stopping.
+        let out = dir.path().join("fixed.json");
+        let mut worker = Fake { calls: 0 };
+        let fixed = Method { passes: 4, ..Method::default() };
+        run_here(&keys, &mut worker, &out, &options(fixed), &mut Quiet).unwrap();
+        assert_eq!(worker.calls, 8);
+        let table = LatencyTable::load(&out).unwrap();
+        assert_eq!(table.get(&keys[0]).unwrap().stopped, None);
+        assert_eq!(table.get(&keys[0]).unwrap().passes, Some(4));
+    }
+
+    #[test]
+    fn a_resumed_adaptive_run_does_not_remeasure_a_converged_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<OpKey> =
+            ["pool/7x7x1280", "fc/1x1x1280/o1001"].iter().map(|k| k.parse().unwrap()).collect();
+        let method = Method { passes: 4, min_passes: 2, ci_target: 0.01, ..Method::default() };
+        let out = dir.path().join("t.json");
+        run_here(&keys, Fake { calls: 0 }, &out, &options(method.clone()), &mut Quiet).unwrap();
+        std::fs::remove_file(&out).unwrap();
+        let mut worker = Fake { calls: 0 };
+        let resume = Options { resume: true, ..options(method) };
+        run_here(&keys, &mut worker, &out, &resume, &mut Quiet).unwrap();
+        assert_eq!(worker.calls, 0, "everything the method needs is in the journal");
+        assert!(LatencyTable::load(&out).unwrap().get(&keys[0]).is_some());
+    }
 }

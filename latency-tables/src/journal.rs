@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::TableError;
 use crate::meta::{Fingerprint, Method};
 use crate::op_key::OpKey;
-use crate::stats::{quantile, LatencyStats};
-use crate::table::{Entry, Failure, LatencyTable};
+use crate::stats::{median_ci, quantile, LatencyStats};
+use crate::table::{Entry, Failure, LatencyTable, Stopped};
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -327,15 +327,50 @@ impl Collected {
             _ => 0.0,
         };
         let throttled = k.passes.values().any(|(_, _, t)| *t);
-        Some(Entry::new(key.clone(), stats, spread, throttled))
+        let mut sorted = all;
+        sorted.sort_by(f64::total_cmp);
+        let mut e = Entry::new(key.clone(), stats, spread, throttled);
+        e.median_ci95 = median_ci(&sorted).map(|(lo, hi)| [lo, hi]);
+        e.passes = Some(k.passes.len() as u32);
+        Some(e)
+    }
+
+    /// Whether the adaptive `method` is done with `key`: at least `min_passes` passes, the 95%
+    /// interval of the median over all of them within `ci_target`, and the pass medians
+    /// within twice that of each other. Always false for the fixed method.
+    pub fn converged(&self, key: &OpKey, method: &Method) -> bool {
+        if !method.adaptive() {
+            return false;
+        }
+        let Some(k) = self.keys.get(key) else { return false };
+        if (k.passes.len() as u32) < method.min_passes.min(method.passes).max(1) {
+            return false;
+        }
+        let Some(e) = self.entry(key) else { return false };
+        let half = e.median_ci95.map(|[lo, hi]| (hi - lo) / (2.0 * e.median));
+        half.is_some_and(|h| h <= method.ci_target) && e.pass_spread <= 2.0 * method.ci_target
+    }
+
+    /// The table entry of a key measured by `method`: [`Collected::entry`] plus, for the
+    /// adaptive method, why it stopped.
+    pub fn entry_by(&self, key: &OpKey, method: &Method) -> Option<Entry> {
+        let mut e = self.entry(key)?;
+        if method.adaptive() {
+            e.stopped = Some(if self.converged(key, method) {
+                Stopped::Converged
+            } else {
+                Stopped::MaxPasses
+            });
+        }
+        Some(e)
     }
 
     /// The table of everything collected. A key with samples is an entry even if a later
     /// attempt failed; failures are kept only for keys without samples.
     pub fn to_table(&self, fingerprint: Fingerprint, method: Method) -> LatencyTable {
-        let mut t = LatencyTable::new(fingerprint, method);
+        let mut t = LatencyTable::new(fingerprint, method.clone());
         for key in self.keys.keys() {
-            if let Some(e) = self.entry(key) {
+            if let Some(e) = self.entry_by(key, &method) {
                 t.insert(e);
             }
         }

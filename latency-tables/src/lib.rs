@@ -33,5 +33,5 @@ pub use op_key::{Activation, OpKey, OpKind};
 pub use plan::Plan;
 pub use range::F64Range;
 pub use stats::LatencyStats;
-pub use table::{Correction, Entry, Failure, LatencyTable, SCHEMA_VERSION, UNITS};
+pub use table::{Correction, Entry, Failure, LatencyTable, Stopped, SCHEMA_VERSION, UNITS};
 pub use wire::{Request, Response, PROTOCOL_VERSION};

@@ -133,6 +133,10 @@ pub const METHOD_SECS: F64Range = F64Range::closed(0.0, MAX_METHOD_SECS);
 pub const MIN_SAMPLE_SECS: F64Range = F64Range::closed(0.0, MAX_MIN_SAMPLE_SECS);
 /// Allowed `--canary-threshold`: `(0, MAX_CANARY_THRESHOLD]`.
 pub const CANARY_THRESHOLD: F64Range = F64Range::above(0.0, MAX_CANARY_THRESHOLD);
+/// Largest `--ci-target` (a relative half-width).
+pub const MAX_CI_TARGET: f64 = 0.5;
+/// Allowed `--ci-target`: `[0, MAX_CI_TARGET]` (0 = the fixed method).
+pub const CI_TARGET: F64Range = F64Range::closed(0.0, MAX_CI_TARGET);
 
 /// How keys were measured. Every value used is recorded, defaults included.
 ///
@@ -152,6 +156,8 @@ pub const CANARY_THRESHOLD: F64Range = F64Range::above(0.0, MAX_CANARY_THRESHOLD
 /// | `canary_every` | `0..=`[`MAX_CANARY_EVERY`] |
 /// | `canary_threshold` | finite, `(0,` [`MAX_CANARY_THRESHOLD`]`]` |
 /// | `threads` | `1..=`[`MAX_THREADS`] |
+/// | `ci_target` | finite, `[0,` [`MAX_CI_TARGET`]`]` |
+/// | `min_passes` | `1..=`[`MAX_PASSES`] |
 /// | `seed` | any |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
@@ -206,6 +212,20 @@ pub struct Method {
     /// Seconds to pause when the canary drifted.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 10.0, value_parser = METHOD_SECS))]
     pub cooldown_secs: f64,
+    /// Adaptive measurement: stop timing a key once the 95% confidence interval of its median
+    /// (order statistics) has a half-width of at most this fraction of the median — within a
+    /// pass (after `--runs` runs; `--pass-secs` becomes the most a pass may take) and over the
+    /// passes (after `--min-passes`, when the pass medians also agree within twice this). 0 is
+    /// the fixed method: every key gets `--passes` passes of at least `--pass-secs`.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0.0, value_parser = CI_TARGET))]
+    pub ci_target: f64,
+    /// Adaptive measurement: passes every key gets before it may stop (`--passes` is the most).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 2,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PASSES)))
+    )]
+    pub min_passes: u32,
     /// Engine threads.
     #[cfg_attr(feature = "cli", arg(skip = 1u32))]
     pub threads: u32,
@@ -250,6 +270,8 @@ impl Method {
         real("--canary-threshold", CANARY_THRESHOLD, self.canary_threshold)?;
         real("--cooldown-secs", METHOD_SECS, self.cooldown_secs)?;
         count("--threads", 1, MAX_THREADS, self.threads)?;
+        real("--ci-target", CI_TARGET, self.ci_target)?;
+        count("--min-passes", 1, MAX_PASSES, self.min_passes)?;
         Ok(())
     }
 }
@@ -268,7 +290,16 @@ impl Default for Method {
             cooldown_secs: 10.0,
             threads: 1,
             seed: 0,
+            ci_target: 0.0,
+            min_passes: 2,
         }
+    }
+}
+
+impl Method {
+    /// Whether this is the adaptive method ([`Method::ci_target`] > 0).
+    pub fn adaptive(&self) -> bool {
+        self.ci_target > 0.0
     }
 }
 
@@ -324,6 +355,8 @@ mod tests {
             cooldown_secs: 0.0,
             threads: MAX_THREADS,
             seed: u64::MAX,
+            ci_target: MAX_CI_TARGET,
+            min_passes: MAX_PASSES,
         };
         assert_eq!(edge.check(), Ok(()));
     }

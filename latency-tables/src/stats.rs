@@ -99,9 +99,57 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// z of a two-sided 95% interval.
+pub const Z95: f64 = 1.959_963_984_540_054;
+
+/// The distribution-free 95% confidence interval of the median of sorted samples: the order
+/// statistics of ranks `⌊n/2 − z·√n/2⌋` and `⌈n/2 + z·√n/2⌉` (1-based; the binomial's normal
+/// approximation). `None` when there are too few samples for those ranks to exist (n < 8).
+pub fn median_ci(sorted: &[f64]) -> Option<(f64, f64)> {
+    let n = sorted.len() as f64;
+    let half = Z95 * n.sqrt() / 2.0;
+    let lo = (n / 2.0 - half).floor();
+    let hi = (n / 2.0 + half).ceil();
+    (lo >= 1.0 && hi <= n).then(|| (sorted[lo as usize - 1], sorted[hi as usize - 1]))
+}
+
+/// The half-width of [`median_ci`] as a fraction of the median (`None` as there).
+pub fn median_ci_relative(sorted: &[f64]) -> Option<f64> {
+    let (lo, hi) = median_ci(sorted)?;
+    let m = quantile(sorted, 0.5);
+    (m > 0.0).then(|| (hi - lo) / (2.0 * m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_interval_from_order_statistics() {
+        assert_eq!(median_ci(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]), None);
+        // n = 100: ranks ⌊50 − 9.8⌋ = 40 and ⌈50 + 9.8⌉ = 60.
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(median_ci(&v), Some((40.0, 60.0)));
+        assert!((median_ci_relative(&v).unwrap() - 10.0 / 50.5).abs() < 1e-12);
+        // Coverage: the interval holds the true median of a skewed distribution ~95% of the
+        // time (a deterministic generator; the exact rate for n = 64 is ≈ 0.97).
+        let mut state = 12345u64;
+        let mut uniform = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let true_median = std::f64::consts::LN_2; // of Exp(1)
+        let trials = 2000;
+        let mut hits = 0;
+        for _ in 0..trials {
+            let mut s: Vec<f64> = (0..64).map(|_| -uniform().ln()).collect();
+            s.sort_by(f64::total_cmp);
+            let (lo, hi) = median_ci(&s).unwrap();
+            hits += usize::from(lo <= true_median && true_median <= hi);
+        }
+        let rate = hits as f64 / trials as f64;
+        assert!((0.93..=0.99).contains(&rate), "coverage {rate}");
+    }
 
     #[test]
     fn stats_of_known_samples() {

@@ -67,6 +67,26 @@ pub struct Entry {
     /// Whether a CPU frequency drop or thermal change was seen while measuring this key.
     #[serde(default)]
     pub throttled: bool,
+    /// The distribution-free 95% confidence interval of the median over all samples (µs),
+    /// where there are enough samples (`stats::median_ci`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_ci95: Option<[f64; 2]>,
+    /// Passes measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passes: Option<u32>,
+    /// Why the adaptive method stopped measuring this key (absent for the fixed method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
+}
+
+/// Why the adaptive method stopped measuring a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stopped {
+    /// Its median's interval reached the target and its pass medians agreed.
+    Converged,
+    /// It used every pass the method allows without converging.
+    MaxPasses,
 }
 
 impl Entry {
@@ -83,6 +103,9 @@ impl Entry {
             min: stats.min,
             pass_spread,
             throttled,
+            median_ci95: None,
+            passes: None,
+            stopped: None,
         }
     }
 

@@ -17,3 +17,6 @@ mod faults;
 // `tunas profile` over local, exec, serial (pty) and TCP links, with faults injected (the thin
 // smoke layer over real binaries and transports).
 mod profile;
+
+// `tunas verify`: a search's architecture measured whole against its prediction, in-process.
+mod verify;

@@ -39,7 +39,7 @@ pub struct Cmd {
           value_parser = super::values::steps())]
     search_steps: usize,
     /// Cost exponent β of the absolute reward.
-    #[arg(long, default_value_t = -0.10, allow_hyphen_values = true,
+    #[arg(long, default_value_t = crate::search::controller::ABS_BETA, allow_hyphen_values = true,
           value_parser = super::values::BETA)]
     beta: f64,
     /// Batch size of every training (search, candidates, final).

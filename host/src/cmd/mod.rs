@@ -14,6 +14,7 @@ pub mod space;
 pub mod tables;
 pub mod train;
 pub mod values;
+pub mod verify;
 
 use std::sync::atomic::Ordering;
 

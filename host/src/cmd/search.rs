@@ -25,10 +25,9 @@ pub struct Cmd {
     /// Reward function.
     #[arg(long, value_enum, default_value = "abs")]
     reward: RewardKind,
-    /// Cost exponent β.
-    #[arg(long, default_value_t = -0.10, allow_hyphen_values = true,
-          value_parser = super::values::BETA)]
-    beta: f64,
+    /// Cost exponent β [default: −0.5 for `abs` (see README "Searching"), −0.07 for `mnas`].
+    #[arg(long, allow_hyphen_values = true, value_parser = super::values::BETA)]
+    beta: Option<f64>,
     /// Search steps [default: 1000].
     #[arg(long, conflicts_with = "epochs", value_parser = super::values::steps())]
     steps: Option<usize>,
@@ -78,6 +77,13 @@ pub struct Cmd {
     /// Continue the run in this directory from its last checkpoint (its config.json is used).
     #[arg(long, conflicts_with_all = ["out", "space", "latency", "steps", "epochs", "seed"])]
     resume: Option<PathBuf>,
+    /// At the end, measure the found architecture whole on this device (as `tunas verify`,
+    /// default method) and print predicted vs measured; written to `verify.json`.
+    #[arg(long, value_name = "DEVICE")]
+    verify_on: Option<String>,
+    /// The agent binary when `--verify-on local`.
+    #[arg(long, requires = "verify_on")]
+    verify_agent: Option<PathBuf>,
     /// Stop (with a checkpoint) before this step; `--resume` continues.
     #[arg(long, hide = true)]
     stop_at: Option<usize>,
@@ -91,7 +97,7 @@ impl Cmd {
         cfg.latency = self.latency.clone();
         cfg.target_ms = self.target_ms.unwrap_or(space.default_target_ms);
         cfg.reward = self.reward;
-        cfg.beta = self.beta;
+        cfg.beta = self.beta.unwrap_or_else(|| self.reward.default_beta());
         cfg.batch_size = self.batch_size;
         cfg.width_multiplier = self.width_multiplier;
         cfg.seed = self.seed;
@@ -118,6 +124,10 @@ impl Cmd {
 
     /// Runs the search; prints the final architecture report (JSON) on stdout.
     pub fn run(self) -> Result<i32> {
+        if let Some(device) = &self.verify_on {
+            // A typo in the device should fail now, not after the search.
+            crate::device::TransportSpec::parse(device, self.verify_agent.as_ref())?;
+        }
         let interrupt = super::interrupt("search", self.stop_at)?;
         let (outcome, dir) = match &self.resume {
             Some(dir) => (search::resume(dir, &interrupt)?, dir.clone()),
@@ -142,6 +152,15 @@ impl Cmd {
                     100.0 * f("latency_error"),
                     100.0 * f("one_shot_validation_accuracy"),
                 );
+                if let Some(device) = &self.verify_on {
+                    let on = super::verify::On {
+                        device: device.clone(),
+                        agent: self.verify_agent.clone(),
+                        timeout: 600.0,
+                        method: latency_tables::Method::default(),
+                    };
+                    on.verify(&dir)?;
+                }
                 Ok(0)
             }
             _ => Ok(130),

@@ -20,7 +20,7 @@ pub const MAX_LATENCY_MS: f64 = 100_000.0;
 /// Latency targets and tolerances in ms (`--target-ms`, `--tolerance-ms`): `(0, MAX_LATENCY_MS]`.
 pub const LATENCY_MS: F64Range = F64Range::above(0.0, MAX_LATENCY_MS);
 
-/// The cost exponent β (`--beta`): `[-10, 10]` (the paper's is −0.07 to −0.10).
+/// The cost exponent β (`--beta`): `[-10, 10]` (the paper's −0.07 to −0.10; ours −0.5).
 pub const BETA: F64Range = F64Range::closed(-10.0, 10.0);
 
 /// Largest training length in epochs.

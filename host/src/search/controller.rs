@@ -24,7 +24,26 @@ pub enum RewardKind {
     MnasHard,
 }
 
+/// β of the absolute reward on the proxy task (the reference's is −0.10; README "Searching",
+/// issue 11). The supernet co-adapts with the policy: from a search's final architecture every
+/// single-decision move loses one-shot Q (100 of 100 measured moves, `examples/decision_slopes`),
+/// at a median of 0.49 of Q per unit of ln T(α). A move that brings T(α) back towards T0 pays
+/// only where it costs less than |β| per unit of ln T: at −0.10 that is 26% of the moves that
+/// change T by more than 1%, at −0.5 it is 66%. The reward's optimum stays at T0 whatever β.
+pub const ABS_BETA: f64 = -0.5;
+
+/// β of the MnasNet-style rewards (MnasNet's −0.07).
+pub const MNAS_BETA: f64 = -0.07;
+
 impl RewardKind {
+    /// The default cost exponent of this reward.
+    pub fn default_beta(self) -> f64 {
+        match self {
+            RewardKind::Abs => ABS_BETA,
+            RewardKind::Mnas | RewardKind::MnasHard => MNAS_BETA,
+        }
+    }
+
     /// The reward of quality `q` at latency `t` for target `t0` and exponent `beta`.
     pub fn reward(self, q: f64, t: f64, t0: f64, beta: f64) -> f64 {
         let rho = t / t0;

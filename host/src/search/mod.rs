@@ -11,6 +11,7 @@
 pub mod controller;
 mod plot;
 mod run;
+mod verify;
 
 pub use controller::{
     decision_infos, one_hot_selection, rl_learning_rate, warmup_probability, Baseline, Controller,
@@ -22,3 +23,4 @@ pub use run::{
     Interrupt, Outcome, RunDir, SearchConfig, SearchSetup, SlopeStats, StepRecord, Stop,
     DEPLOYMENT_RESOLUTION, EXPECTED_EVERY, QUICK_MIN_DELAY, QUICK_STEPS, RL_LOGIT_BUDGET,
 };
+pub use verify::{verify, Verification};

@@ -99,7 +99,7 @@ impl SearchConfig {
             latency: "pixel1".into(),
             target_ms: 84.0,
             reward: RewardKind::Abs,
-            beta: -0.10,
+            beta: RewardKind::Abs.default_beta(),
             steps: QUICK_STEPS,
             batch_size: 32,
             validation_multiplier: 4,

@@ -19,6 +19,13 @@ pub struct Counts {
     pub throttled: usize,
     /// Timed runs over all entries (Σ n).
     pub samples: u64,
+    /// Adaptive method: entries whose median converged before the last pass.
+    pub converged: usize,
+    /// Adaptive method: entries that used every pass without converging.
+    pub max_passes: usize,
+    /// Median over entries of the 95% interval's half-width of the median, relative (where
+    /// the entries have one).
+    pub median_ci_half_width: Option<f64>,
 }
 
 /// One of the slowest keys.
@@ -65,6 +72,11 @@ pub struct Summary {
     pub failures: Vec<Failure>,
 }
 
+fn median_of(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    (!v.is_empty()).then(|| latency_tables::stats::quantile(&v, 0.5))
+}
+
 impl Summary {
     /// Summarises `table` (named `file`) with its `top` slowest keys.
     pub fn new(table: &LatencyTable, file: &str, top: usize) -> Summary {
@@ -83,6 +95,7 @@ impl Summary {
             .collect();
         slowest.sort_by(|a, b| b.median.total_cmp(&a.median).then_with(|| a.key.cmp(&b.key)));
         slowest.truncate(top);
+        let stopped = |why| table.entries().filter(|e| e.stopped == Some(why)).count();
         Summary {
             file: file.to_string(),
             description: table.description.clone(),
@@ -94,6 +107,14 @@ impl Summary {
                 failures: table.failures().count(),
                 throttled: table.entries().filter(|e| e.throttled).count(),
                 samples: table.entries().map(|e| e.n).sum(),
+                converged: stopped(latency_tables::Stopped::Converged),
+                max_passes: stopped(latency_tables::Stopped::MaxPasses),
+                median_ci_half_width: median_of(
+                    table
+                        .entries()
+                        .filter_map(|e| e.median_ci95.map(|[lo, hi]| (hi - lo) / (2.0 * e.median)))
+                        .collect(),
+                ),
             },
             correction: table.correction.clone(),
             slowest,
@@ -161,6 +182,19 @@ impl Summary {
             "counts:      {} entries, {} failures, {} throttled, {} samples",
             c.entries, c.failures, c.throttled, c.samples
         )?;
+        if self.method.adaptive() {
+            writeln!(
+                out,
+                "adaptive:    {} keys converged (95% interval of the median within ±{}%), {} used all {} passes",
+                c.converged,
+                100.0 * self.method.ci_target,
+                c.max_passes,
+                self.method.passes
+            )?;
+        }
+        if let Some(h) = c.median_ci_half_width {
+            writeln!(out, "precision:   median 95% interval of a key's median ±{:.2}%", 100.0 * h)?;
+        }
         match &self.correction {
             Some(k) => writeln!(
                 out,
@@ -233,7 +267,16 @@ mod tests {
             attempts: 2,
         });
         let s = Summary::new(&t, "t.json", 2);
-        assert_eq!(s.counts, Counts { entries: 3, failures: 1, throttled: 1, samples: 9 });
+        let counts = Counts {
+            entries: 3,
+            failures: 1,
+            throttled: 1,
+            samples: 9,
+            converged: 0,
+            max_passes: 0,
+            median_ci_half_width: None,
+        };
+        assert_eq!(s.counts, counts);
         let keys: Vec<&str> = s.slowest.iter().map(|k| k.key.as_str()).collect();
         assert_eq!(keys, ["stem/224x224x3/o32/k3/s2/relu", "fc/1x1x1280/o1001"]);
         assert!((s.slowest[0].relative_spread - 0.16).abs() < 1e-9);
