@@ -89,11 +89,7 @@ impl Worker for LocalWorker<'_> {
             &mut self.canary,
             &mut |key, result| {
                 let outcome = match result {
-                    Ok(t) => Outcome::Measured {
-                        samples_us: t.samples_us,
-                        batch: t.batch,
-                        throttled: t.throttled,
-                    },
+                    Ok(t) => Outcome::Measured(t),
                     Err(e) => Outcome::Failed(format!("{e:#}")),
                 };
                 report(key, outcome).map_err(|_| {

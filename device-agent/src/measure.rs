@@ -27,25 +27,7 @@ pub struct Placement {
     pub thermal_limit_c: f64,
 }
 
-/// Timed samples of one subject.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Timing {
-    /// µs per run, one value per sample.
-    pub samples_us: Vec<f64>,
-    /// Runs per sample.
-    pub batch: u32,
-    /// Whether throttling was seen.
-    pub throttled: bool,
-}
-
-impl Timing {
-    /// Median of the samples.
-    pub fn median(&self) -> f64 {
-        let mut v = self.samples_us.clone();
-        v.sort_by(f64::total_cmp);
-        latency_tables::stats::quantile(&v, 0.5)
-    }
-}
+pub use latency_tables::Timing;
 
 /// Samples an adaptive pass takes at least before its interval is trusted.
 pub const MIN_CI_SAMPLES: usize = 16;
@@ -110,6 +92,7 @@ pub fn time_runnable(
         samples_us,
         batch,
         throttled: sysinfo::throttled(&before, &after, placement.thermal_limit_c),
+        ..Timing::default()
     })
 }
 
@@ -152,7 +135,7 @@ pub fn time_model(
     placement: &Placement,
     beat: &mut dyn FnMut(u64) -> Result<()>,
 ) -> Result<Timing> {
-    let mut all = Timing { samples_us: Vec::new(), batch: 1, throttled: false };
+    let mut all = Timing { batch: 1, ..Timing::default() };
     for pass in 0..method.passes.max(1) {
         let t = time_runnable(r, method, placement)?;
         all.samples_us.extend(t.samples_us);
@@ -202,17 +185,17 @@ impl Canary {
         }
     }
 
-    /// Times the canary; `true` when it is within the threshold of its baseline (the first
-    /// timing becomes the baseline).
-    pub fn check(&mut self, method: &Method, placement: &Placement) -> Result<bool> {
+    /// Times the canary; its drift from the baseline, `median / baseline − 1` (the first
+    /// timing becomes the baseline: drift 0). Within `canary_threshold` is good.
+    pub fn check(&mut self, method: &Method, placement: &Placement) -> Result<f64> {
         let median =
             time_runnable(self.runnable.as_mut(), &Self::method(method), placement)?.median();
         match self.baseline_us {
             None => {
                 self.baseline_us = Some(median);
-                Ok(true)
+                Ok(0.0)
             }
-            Some(base) => Ok(((median - base) / base).abs() <= method.canary_threshold),
+            Some(base) => Ok(median / base - 1.0),
         }
     }
 
@@ -257,18 +240,21 @@ pub fn run_pass(
                 timed += 1;
                 beat(timed)?;
             }
-            let good = match canary.as_mut() {
+            let drift = match canary.as_mut() {
                 Some(c) if method.canary_every > 0 => {
-                    let good = c.check(method, placement)?;
+                    let drift = c.check(method, placement)?;
                     beat(timed)?;
-                    good
+                    Some(drift)
                 }
-                _ => true,
+                _ => None,
             };
+            let good = drift.is_none_or(|d| d.abs() <= method.canary_threshold);
             if good || redos >= MAX_REDOS {
                 for (key, mut res) in results {
-                    if let (Ok(t), false) = (&mut res, good) {
-                        t.throttled = true;
+                    if let Ok(t) = &mut res {
+                        t.throttled |= !good;
+                        t.redos = redos;
+                        t.canary_drift = drift;
                     }
                     emit(&key, res)?;
                 }
@@ -452,6 +438,7 @@ mod tests {
             .map(|k| k.parse().unwrap())
             .collect();
         let mut emitted = Vec::new();
+        let mut redone = 0;
         let mut beats = 0;
         let slow2 = slow.clone();
         run_pass(
@@ -461,7 +448,11 @@ mod tests {
             &placement(),
             &mut canary,
             &mut |k, r| {
-                emitted.push((k.clone(), r.unwrap().median()));
+                let t = r.unwrap();
+                // What the canary that released it saw.
+                assert!(t.canary_drift.is_some_and(|d| d.abs() <= 0.5) && !t.throttled, "{t:?}");
+                redone += t.redos;
+                emitted.push((k.clone(), t.median()));
                 // Cooling happened before release: timings released are the fast ones.
                 assert_eq!(slow2.load(Ordering::SeqCst), 0);
                 Ok(())
@@ -474,6 +465,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(emitted.len(), keys.len(), "every key released exactly once");
         assert!(canary.unwrap().drifts >= 1);
+        assert!(redone >= 2, "the first group's two keys say they were measured again");
         // A heartbeat per key timed (re-measurements too), per canary and per cool-down.
         assert!(beats >= 2 * keys.len(), "{beats} heartbeats");
     }

@@ -115,13 +115,11 @@ pub fn serve(
                     &mut canary,
                     &mut |key, result| {
                         let response = match result {
-                            Ok(t) => Response::Measured {
+                            Ok(timing) => Response::Measured {
                                 id,
                                 pass: Some(pass),
                                 subject: Subject::Key(key.clone()),
-                                samples_us: t.samples_us,
-                                batch: t.batch,
-                                throttled: t.throttled,
+                                timing,
                             },
                             Err(e) => Response::Failed {
                                 id,
@@ -148,14 +146,7 @@ pub fn serve(
                         send(&Response::Progress { id, done, total }, output)
                     });
                 let response = match timing {
-                    Ok(t) => Response::Measured {
-                        id,
-                        pass: None,
-                        subject,
-                        samples_us: t.samples_us,
-                        batch: t.batch,
-                        throttled: t.throttled,
-                    },
+                    Ok(timing) => Response::Measured { id, pass: None, subject, timing },
                     Err(e) => Response::Failed { id, subject, error: format!("{e:#}") },
                 };
                 send(&response, output)?;
@@ -241,7 +232,7 @@ mod tests {
         );
         assert!(matches!(&r[3], Response::Error { .. }));
         assert!(
-            matches!(&r[4], Response::Measured { id: 7, pass: Some(0), samples_us, .. } if !samples_us.is_empty())
+            matches!(&r[4], Response::Measured { id: 7, pass: Some(0), timing, .. } if !timing.samples_us.is_empty())
         );
         assert!(matches!(&r[5], Response::Measured { id: 7, .. }));
         assert!(matches!(&r[6], Response::Done { id: 7 }));
@@ -384,8 +375,9 @@ mod tests {
             assert!(matches!(answers.first(), Some(Response::Hello { .. })), "case {case}");
             for a in &answers {
                 match a {
-                    Response::Measured { samples_us, .. } => {
-                        assert!(!samples_us.is_empty() && samples_us.iter().all(|s| s.is_finite()));
+                    Response::Measured { timing, .. } => {
+                        let s = &timing.samples_us;
+                        assert!(!s.is_empty() && s.iter().all(|s| s.is_finite()));
                         seen[0] += 1;
                     }
                     Response::Failed { .. } => seen[1] += 1,

@@ -80,8 +80,11 @@ fn simulate(p: &Params, space: &SearchSpace, model: &dyn LatencyModel, seed: u64
     let mut c = Controller::new(infos);
     let n_rl = p.steps.saturating_sub(p.delay).max(1) as f64;
     let rl_base = p.budget / (n_rl * 9.0 / std::f64::consts::LN_10);
-    let latency =
-        |idx: &[usize]| model.latency_ms(&space.check_arch(idx.to_vec()).unwrap()).unwrap();
+    let latency = |idx: &[usize]| {
+        let arch =
+            space.check_arch(idx.to_vec()).expect("the controller draws valid architectures");
+        model.latency_ms(&arch).expect("pixel1 prices every architecture of its space")
+    };
     for step in 0..p.steps {
         let pw = warmup_probability(step, p.delay);
         let k = if step < p.delay { 1 } else { p.k };

@@ -22,20 +22,14 @@ use crate::journal::{rotated, Collected, Damage, Journal, Record};
 use crate::meta::{Fingerprint, Method};
 use crate::op_key::OpKey;
 use crate::table::LatencyTable;
+use crate::timing::Timing;
 use crate::SCHEMA_VERSION;
 
 /// The outcome of one key of one pass, as a worker reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Samples of this pass.
-    Measured {
-        /// Samples in µs per run.
-        samples_us: Vec<f64>,
-        /// Runs per sample.
-        batch: u32,
-        /// Throttling seen.
-        throttled: bool,
-    },
+    Measured(Timing),
     /// The device could not build or run the key.
     Failed(String),
 }
@@ -403,9 +397,7 @@ impl State<'_> {
             return Ok(()); // not ours, or a duplicate after a re-request
         }
         let record = match outcome {
-            Outcome::Measured { samples_us, batch, throttled } => {
-                Record::Pass { key: key.clone(), pass, samples_us, batch, throttled }
-            }
+            Outcome::Measured(timing) => Record::pass(key.clone(), pass, timing),
             Outcome::Failed(error) => Record::Failed { key: key.clone(), error, attempts: 1 },
         };
         self.append(&record)?;
@@ -817,7 +809,8 @@ mod tests {
                         }
                     })
                     .collect();
-                report(key, Outcome::Measured { samples_us, batch: 1, throttled: false })?;
+                let timing = Timing { samples_us, batch: 1, ..Timing::default() };
+                report(key, Outcome::Measured(timing))?;
             }
             Ok(())
         }

@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::TableError;
 use crate::meta::{Fingerprint, Method};
 use crate::op_key::OpKey;
-use crate::stats::{median_ci, quantile, LatencyStats};
+use crate::stats::{median_ci, LatencyStats};
 use crate::table::{Entry, Failure, LatencyTable, Stopped};
+use crate::timing::Timing;
 
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +49,12 @@ pub enum Record {
         batch: u32,
         /// Throttling seen.
         throttled: bool,
+        /// Re-measurements after a canary drift (older journals: 0).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        redos: u32,
+        /// The canary's drift at the check that released it (older journals: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        canary_drift: Option<f64>,
     },
     /// A key that failed (it is not retried by later passes).
     Failed {
@@ -58,6 +65,18 @@ pub enum Record {
         /// Attempts made.
         attempts: u32,
     },
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+impl Record {
+    /// The record of one pass of `key`.
+    pub fn pass(key: OpKey, pass: u32, t: Timing) -> Record {
+        let Timing { samples_us, batch, throttled, redos, canary_drift } = t;
+        Record::Pass { key, pass, samples_us, batch, throttled, redos, canary_drift }
+    }
 }
 
 /// A line of a journal that could not be read back, and was dropped on resume.
@@ -254,7 +273,7 @@ pub fn rotated(keys: &[OpKey], pass: u32, passes: u32) -> Vec<OpKey> {
 
 #[derive(Debug, Clone, Default)]
 struct KeyPasses {
-    passes: BTreeMap<u32, (Vec<f64>, u32, bool)>,
+    passes: BTreeMap<u32, Timing>,
 }
 
 /// The measurements gathered so far, keyed by op key.
@@ -274,13 +293,16 @@ impl Collected {
     pub fn add(&mut self, record: &Record) {
         match record {
             Record::Header { .. } => {}
-            Record::Pass { key, pass, samples_us, batch, throttled } => {
-                self.keys
-                    .entry(key.clone())
-                    .or_default()
-                    .passes
-                    .entry(*pass)
-                    .or_insert_with(|| (samples_us.clone(), *batch, *throttled));
+            Record::Pass { key, pass, samples_us, batch, throttled, redos, canary_drift } => {
+                self.keys.entry(key.clone()).or_default().passes.entry(*pass).or_insert_with(
+                    || Timing {
+                        samples_us: samples_us.clone(),
+                        batch: *batch,
+                        throttled: *throttled,
+                        redos: *redos,
+                        canary_drift: *canary_drift,
+                    },
+                );
             }
             Record::Failed { key, error, attempts } => {
                 self.failed.insert(
@@ -309,29 +331,27 @@ impl Collected {
     /// The table entry of a key from all its passes, if it has any.
     pub fn entry(&self, key: &OpKey) -> Option<Entry> {
         let k = self.keys.get(key)?;
-        let all: Vec<f64> = k.passes.values().flat_map(|(s, _, _)| s.iter().copied()).collect();
+        let all: Vec<f64> = k.passes.values().flat_map(|t| t.samples_us.iter().copied()).collect();
         let stats = LatencyStats::from_samples(&all)?;
-        let mut medians: Vec<f64> = k
-            .passes
-            .values()
-            .filter(|(s, _, _)| !s.is_empty())
-            .map(|(s, _, _)| {
-                let mut v = s.clone();
-                v.sort_by(f64::total_cmp);
-                quantile(&v, 0.5)
-            })
-            .collect();
+        let mut medians: Vec<f64> =
+            k.passes.values().filter(|t| !t.samples_us.is_empty()).map(Timing::median).collect();
         medians.sort_by(f64::total_cmp);
         let spread = match (medians.first(), medians.last()) {
             (Some(lo), Some(hi)) if stats.median > 0.0 => (hi - lo) / stats.median,
             _ => 0.0,
         };
-        let throttled = k.passes.values().any(|(_, _, t)| *t);
+        let throttled = k.passes.values().any(|t| t.throttled);
         let mut sorted = all;
         sorted.sort_by(f64::total_cmp);
         let mut e = Entry::new(key.clone(), stats, spread, throttled);
         e.median_ci95 = median_ci(&sorted).map(|(lo, hi)| [lo, hi]);
         e.passes = Some(k.passes.len() as u32);
+        e.remeasured = k.passes.values().map(|t| t.redos).sum();
+        e.canary_drift = k
+            .passes
+            .values()
+            .filter_map(|t| t.canary_drift)
+            .max_by(|a, b| a.abs().total_cmp(&b.abs()));
         Some(e)
     }
 
@@ -401,6 +421,8 @@ mod tests {
             samples_us: vec![v, v + 1.0, v + 2.0],
             batch: 1,
             throttled: false,
+            redos: 0,
+            canary_drift: None,
         }
     }
 

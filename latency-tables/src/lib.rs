@@ -24,6 +24,7 @@ pub mod plan;
 pub mod range;
 pub mod stats;
 pub mod table;
+pub mod timing;
 pub mod wire;
 
 pub use error::{BuildError, KeyError, MethodError, TableError};
@@ -34,4 +35,5 @@ pub use plan::Plan;
 pub use range::F64Range;
 pub use stats::LatencyStats;
 pub use table::{Correction, Entry, Failure, LatencyTable, Stopped, SCHEMA_VERSION, UNITS};
+pub use timing::Timing;
 pub use wire::{Request, Response, PROTOCOL_VERSION};

@@ -74,9 +74,20 @@ pub struct Entry {
     /// Passes measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passes: Option<u32>,
+    /// Re-measurements of this key's passes after a canary drift (a cool-down each).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub remeasured: u32,
+    /// The largest canary drift (`median / baseline − 1`) at the checks that released this
+    /// key's passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_drift: Option<f64>,
     /// Why the adaptive method stopped measuring this key (absent for the fixed method).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stopped>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// Why the adaptive method stopped measuring a key.
@@ -105,6 +116,8 @@ impl Entry {
             throttled,
             median_ci95: None,
             passes: None,
+            remeasured: 0,
+            canary_drift: None,
             stopped: None,
         }
     }

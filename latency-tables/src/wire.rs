@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::meta::{Fingerprint, Method};
 use crate::network::Network;
 use crate::op_key::OpKey;
+use crate::timing::Timing;
 
 /// The protocol version spoken by this build. Bump on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A request from the host to the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,12 +98,8 @@ pub enum Response {
         pass: Option<u32>,
         /// What was measured.
         subject: Subject,
-        /// Timed samples (µs per run).
-        samples_us: Vec<f64>,
-        /// Runs averaged into each sample.
-        batch: u32,
-        /// Whether a frequency drop or thermal limit was seen around this measurement.
-        throttled: bool,
+        /// The samples, and what the canary and the throttling flags saw.
+        timing: Timing,
     },
     /// One measurement that failed (the agent keeps serving).
     Failed {
@@ -184,9 +181,13 @@ mod tests {
             id: 3,
             pass: Some(1),
             subject: Subject::Key(key),
-            samples_us: vec![1.5, 2.25],
-            batch: 4,
-            throttled: false,
+            timing: Timing {
+                samples_us: vec![1.5, 2.25],
+                batch: 4,
+                redos: 1,
+                canary_drift: Some(0.02),
+                ..Timing::default()
+            },
         };
         let text = serde_json::to_string(&resp).unwrap();
         assert_eq!(serde_json::from_str::<Response>(&text).unwrap(), resp);

@@ -154,14 +154,11 @@ impl AgentClient {
             .map_err(link)?;
         loop {
             match self.recv(timeout).map_err(link)? {
-                Response::Measured {
-                    id: rid,
-                    subject: Subject::Key(key),
-                    samples_us,
-                    batch,
-                    throttled,
-                    ..
-                } if rid == id => report(&key, Outcome::Measured { samples_us, batch, throttled })?,
+                Response::Measured { id: rid, subject: Subject::Key(key), timing, .. }
+                    if rid == id =>
+                {
+                    report(&key, Outcome::Measured(timing))?
+                }
                 Response::Failed { id: rid, subject: Subject::Key(key), error } if rid == id => {
                     report(&key, Outcome::Failed(error))?
                 }
@@ -193,8 +190,8 @@ impl AgentClient {
         let mut samples = None;
         loop {
             match self.recv(timeout)? {
-                Response::Measured { id: rid, samples_us, .. } if rid == id => {
-                    samples = Some(samples_us)
+                Response::Measured { id: rid, timing, .. } if rid == id => {
+                    samples = Some(timing.samples_us)
                 }
                 Response::Failed { id: rid, error, .. } if rid == id => {
                     bail!("the agent could not run the network: {error}")

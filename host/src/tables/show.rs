@@ -23,6 +23,12 @@ pub struct Counts {
     pub converged: usize,
     /// Adaptive method: entries that used every pass without converging.
     pub max_passes: usize,
+    /// Keys re-measured after a canary drift.
+    pub remeasured_keys: usize,
+    /// Re-measurements in all (a cool-down each).
+    pub remeasurements: u64,
+    /// The largest canary drift at a check that released keys (`median / baseline − 1`).
+    pub canary_drift_max: Option<f64>,
     /// Median over entries of the 95% interval's half-width of the median, relative (where
     /// the entries have one).
     pub median_ci_half_width: Option<f64>,
@@ -107,6 +113,12 @@ impl Summary {
                 failures: table.failures().count(),
                 throttled: table.entries().filter(|e| e.throttled).count(),
                 samples: table.entries().map(|e| e.n).sum(),
+                remeasured_keys: table.entries().filter(|e| e.remeasured > 0).count(),
+                remeasurements: table.entries().map(|e| u64::from(e.remeasured)).sum(),
+                canary_drift_max: table
+                    .entries()
+                    .filter_map(|e| e.canary_drift)
+                    .max_by(|a, b| a.abs().total_cmp(&b.abs())),
                 converged: stopped(latency_tables::Stopped::Converged),
                 max_passes: stopped(latency_tables::Stopped::MaxPasses),
                 median_ci_half_width: median_of(
@@ -181,6 +193,18 @@ impl Summary {
             out,
             "counts:      {} entries, {} failures, {} throttled, {} samples",
             c.entries, c.failures, c.throttled, c.samples
+        )?;
+        let drift = c.canary_drift_max.map_or_else(
+            || "no canary".to_string(),
+            |d| format!("largest canary drift {:+.1}%", 100.0 * d),
+        );
+        writeln!(
+            out,
+            "thermal:     {drift}; {} keys re-measured after a canary drift ({} re-measurements, beyond ±{}%); {} keys flagged throttled (CPU frequency drop, thermal limit, or a canary that did not come back)",
+            c.remeasured_keys,
+            c.remeasurements,
+            100.0 * self.method.canary_threshold,
+            c.throttled
         )?;
         if self.method.adaptive() {
             writeln!(
@@ -272,6 +296,9 @@ mod tests {
             failures: 1,
             throttled: 1,
             samples: 9,
+            remeasured_keys: 0,
+            remeasurements: 0,
+            canary_drift_max: None,
             converged: 0,
             max_passes: 0,
             median_ci_half_width: None,
