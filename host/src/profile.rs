@@ -63,3 +63,63 @@ pub fn profile(
     let observer: &mut dyn Observer = if opts.progress { &mut log } else { &mut quiet };
     Ok(driver::run(keys, workers, out, &options, observer)?)
 }
+
+/// Fits the per-kind models on the measured entries of the table at `out` and adds a predicted
+/// entry for every key of `plan` it lacks ([`crate::tables::predict`]); the table is saved.
+pub fn predict_rest(out: &Path, plan: &[OpKey]) -> Result<latency_tables::PredictionFit> {
+    use anyhow::Context;
+    let mut table = latency_tables::LatencyTable::load(out)?;
+    let fit = crate::tables::predict::predict_missing(&mut table, plan)
+        .with_context(|| format!("predicting the keys {} lacks", out.display()))?;
+    table.save(out)?;
+    Ok(fit)
+}
+
+/// Predictions checked against measurements of the same keys.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PredictionCheck {
+    /// The table of the keys measured for the check.
+    pub table: std::path::PathBuf,
+    /// Keys compared.
+    pub keys: usize,
+    /// Median |predicted / measured − 1|.
+    pub median_abs_error: f64,
+    /// 90th percentile of the same.
+    pub p90_abs_error: f64,
+    /// Root mean square relative error.
+    pub rmspe: f64,
+}
+
+/// Measures `n` of the predicted keys of the table at `out` (a seeded sample) into
+/// `OUT.check.json` and compares them with their predictions.
+pub fn check_predicted(
+    out: &Path,
+    n: usize,
+    links: &[Arc<dyn Link>],
+    opts: &ProfileOptions,
+) -> Result<PredictionCheck> {
+    let table = latency_tables::LatencyTable::load(out)?;
+    let mut sample: Vec<OpKey> =
+        table.entries().filter(|e| !e.measured()).map(|e| e.key.clone()).collect();
+    crate::rng::Rng::new(0).fork("check-predicted").shuffle(&mut sample);
+    sample.truncate(n);
+    sample.sort();
+    let mut name = out.as_os_str().to_owned();
+    name.push(".check.json");
+    let check_out = std::path::PathBuf::from(name);
+    profile(&sample, links, &check_out, opts)?;
+    let check = latency_tables::LatencyTable::load(&check_out)?;
+    let mut abs: Vec<f64> = sample
+        .iter()
+        .filter_map(|k| Some((table.get(k)?.median / check.get(k)?.median - 1.0).abs()))
+        .collect();
+    abs.sort_by(f64::total_cmp);
+    let q = |p: f64| latency_tables::stats::quantile(&abs, p);
+    Ok(PredictionCheck {
+        table: check_out,
+        keys: abs.len(),
+        median_abs_error: q(0.5),
+        p90_abs_error: q(0.9),
+        rmspe: (abs.iter().map(|e| e * e).sum::<f64>() / abs.len().max(1) as f64).sqrt(),
+    })
+}

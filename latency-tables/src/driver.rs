@@ -563,13 +563,20 @@ fn open<'o>(
             }
             _ => None,
         });
+        let all_in_plan = got.records.iter().all(|r| match r {
+            Record::Pass { key, .. } | Record::Failed { key, .. } => plan.contains(key),
+            Record::Header { .. } => true,
+        });
         let measured = got.records.into_iter().filter(|r| match r {
             Record::Header { .. } => false,
             Record::Pass { key, .. } | Record::Failed { key, .. } => plan.contains(key),
         });
         match header {
             Some((m, fp, n)) => {
-                if n != keys.len() {
+                // A plan that grew (the predicted keys of a `--budget` run, measured now) may
+                // continue a journal whose every key it holds.
+                let grown = n < keys.len() && all_in_plan;
+                if n != keys.len() && !grown {
                     return Err(DriverError::OtherPlan {
                         path: journal_path,
                         journal: n,

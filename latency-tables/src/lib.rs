@@ -34,6 +34,9 @@ pub use op_key::{Activation, OpKey, OpKind};
 pub use plan::Plan;
 pub use range::F64Range;
 pub use stats::LatencyStats;
-pub use table::{Correction, Entry, Failure, LatencyTable, Stopped, SCHEMA_VERSION, UNITS};
+pub use table::{
+    Correction, Entry, Failure, KindFit, LatencyTable, PredictionFit, Stopped, SCHEMA_VERSION,
+    UNITS,
+};
 pub use timing::Timing;
 pub use wire::{Request, Response, PROTOCOL_VERSION};

@@ -81,6 +81,11 @@ pub struct Entry {
     /// key's passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_drift: Option<f64>,
+    /// Not measured: predicted from the measured keys of its kind (`n` is 0 and every
+    /// statistic is the prediction); the value is that model's held-out relative error (RMSPE).
+    /// `tunas profile --resume` without `--budget` replaces it with a measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted: Option<f64>,
     /// Why the adaptive method stopped measuring this key (absent for the fixed method).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stopped>,
@@ -118,8 +123,21 @@ impl Entry {
             passes: None,
             remeasured: 0,
             canary_drift: None,
+            predicted: None,
             stopped: None,
         }
+    }
+
+    /// A predicted entry (see [`Entry::predicted`]): `µs` for every statistic, `n` = 0.
+    pub fn prediction(key: OpKey, us: f64, error: f64) -> Entry {
+        let stats =
+            LatencyStats { n: 0, median: us, p10: us, p90: us, mean: us, std: 0.0, min: us };
+        Entry { predicted: Some(error), ..Entry::new(key, stats, 0.0, false) }
+    }
+
+    /// Whether it was measured (not predicted).
+    pub fn measured(&self) -> bool {
+        self.predicted.is_none()
     }
 
     /// The statistics part.
@@ -147,6 +165,36 @@ pub struct Failure {
     /// How many attempts were made.
     #[serde(default)]
     pub attempts: u32,
+}
+
+/// How a table's predicted entries were predicted (`tunas profile --budget`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionFit {
+    /// The model, in words.
+    pub model: String,
+    /// One fit per op kind.
+    pub kinds: Vec<KindFit>,
+}
+
+/// The fit of one op kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindFit {
+    /// The kind's tag (`ib`, `sep`, …).
+    pub kind: String,
+    /// Keys of the kind measured (the fit's rows).
+    pub measured: usize,
+    /// Keys of the kind predicted.
+    pub predicted: usize,
+    /// The feature set chosen by held-out error.
+    pub features: String,
+    /// Held-out (k-fold) root mean square relative error of the chosen features.
+    pub rmspe: f64,
+    /// Held-out median |relative error|.
+    pub median_abs_error: f64,
+    /// Held-out RMSPE of every feature set tried, by name.
+    pub tried: Vec<(String, f64)>,
 }
 
 /// An affine correction from Σ table medians to measured whole-network latency:
@@ -183,6 +231,8 @@ struct TableFile {
     method: Method,
     #[serde(default)]
     correction: Option<Correction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prediction: Option<PredictionFit>,
     entries: Vec<Entry>,
     #[serde(default)]
     failures: Vec<Failure>,
@@ -201,6 +251,8 @@ pub struct LatencyTable {
     pub method: Method,
     /// Optional affine correction fitted against whole-network measurements.
     pub correction: Option<Correction>,
+    /// How the predicted entries were predicted, when there are any.
+    pub prediction: Option<PredictionFit>,
     entries: BTreeMap<String, Entry>,
     failures: BTreeMap<String, Failure>,
 }
@@ -241,9 +293,14 @@ impl LatencyTable {
         self.failures.values()
     }
 
-    /// Number of measured keys.
+    /// Number of entries (measured and predicted).
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Number of predicted entries.
+    pub fn predicted_len(&self) -> usize {
+        self.entries.values().filter(|e| !e.measured()).count()
     }
 
     /// Whether nothing was measured.
@@ -282,6 +339,7 @@ impl LatencyTable {
             fingerprint: file.fingerprint,
             method: file.method,
             correction: file.correction,
+            prediction: file.prediction,
             ..Default::default()
         };
         if let Some(c) = &table.correction {
@@ -294,7 +352,16 @@ impl LatencyTable {
         for (i, entry) in file.entries.into_iter().enumerate() {
             let key = entry.key.to_string();
             entry.key.check_bounds().map_err(|e| invalid(format!("entries[{i}]: {e}")))?;
-            entry.stats().check().map_err(|e| invalid(format!("entries[{i}] ({key}): {e}")))?;
+            let mut stats = entry.stats();
+            if let Some(e) = entry.predicted {
+                if !(e.is_finite() && e >= 0.0) {
+                    return Err(invalid(format!(
+                        "entries[{i}] ({key}): predicted must be a relative error ≥ 0, found {e}"
+                    )));
+                }
+                stats.n = stats.n.max(1); // a prediction has no runs
+            }
+            stats.check().map_err(|e| invalid(format!("entries[{i}] ({key}): {e}")))?;
             if !(entry.pass_spread.is_finite() && entry.pass_spread >= 0.0) {
                 return Err(invalid(format!(
                     "entries[{i}] ({key}): pass_spread must be ≥ 0, found {}",
@@ -335,6 +402,7 @@ impl LatencyTable {
             fingerprint: self.fingerprint.clone(),
             method: self.method.clone(),
             correction: self.correction.clone(),
+            prediction: self.prediction.clone(),
             entries: self.entries.values().cloned().collect(),
             failures: self.failures.values().cloned().collect(),
         };

@@ -20,3 +20,7 @@ mod profile;
 
 // `tunas verify`: a search's architecture measured whole against its prediction, in-process.
 mod verify;
+
+// `tunas profile --budget`: measured keys, predicted keys, a check, and a resume that measures
+// the predicted ones, in-process.
+mod budget;

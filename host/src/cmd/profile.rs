@@ -54,6 +54,16 @@ pub struct Cmd {
     /// Reconnects/restarts per device before it is given up.
     #[arg(long, default_value_t = 10)]
     pub max_restarts: u32,
+    /// Measure only this many keys, chosen to cover the plan (every kind and every kernel,
+    /// stride, activation, SE, residual and resolution; spread over widths), and predict the
+    /// rest with a per-kind model fitted on them; predicted entries are marked with their
+    /// model's held-out error. `--resume` without `--budget` measures the predicted keys.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub budget: Option<u64>,
+    /// With --budget: measure this many of the predicted keys afterwards (into OUT.check.json)
+    /// and report the predictions' error against them.
+    #[arg(long, requires = "budget", default_value_t = 0)]
+    pub check_predicted: usize,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -80,6 +90,44 @@ impl Cmd {
             None => space.plan(self.resolution).into_iter().collect(),
         };
         Ok(Plan::new(Some(space.name.into()), Some(self.resolution), keys).keys)
+    }
+
+    /// Predicts the keys of `plan` the table lacks and prints the fit; with
+    /// `--check-predicted M`, measures M of them and prints the predictions' error.
+    fn predict(
+        &self,
+        plan: &[OpKey],
+        devices: &[Arc<dyn Link>],
+        opts: &ProfileOptions,
+    ) -> Result<()> {
+        let fit = crate::profile::predict_rest(&self.out, plan)?;
+        for k in &fit.kinds {
+            let tried: Vec<String> =
+                k.tried.iter().map(|(s, e)| format!("{s} {:.1}%", 100.0 * e)).collect();
+            eprintln!(
+                "tunas: {:<5} {} measured, {} predicted ({} features; held-out RMSPE {:.1}%, median |error| {:.1}%; tried {})",
+                k.kind,
+                k.measured,
+                k.predicted,
+                k.features,
+                100.0 * k.rmspe,
+                100.0 * k.median_abs_error,
+                if tried.is_empty() { "none: measured whole".into() } else { tried.join(", ") }
+            );
+        }
+        if self.check_predicted > 0 {
+            let c =
+                crate::profile::check_predicted(&self.out, self.check_predicted, devices, opts)?;
+            eprintln!(
+                "tunas: predicted vs measured on {} predicted keys ({}): median |error| {:.1}%, 90th percentile {:.1}%, RMSPE {:.1}%",
+                c.keys,
+                c.table.display(),
+                100.0 * c.median_abs_error,
+                100.0 * c.p90_abs_error,
+                100.0 * c.rmspe
+            );
+        }
+        Ok(())
     }
 
     /// Runs the command.
@@ -112,8 +160,24 @@ impl Cmd {
             self.method.passes,
             self.devices.join(", ")
         );
+        let plan = keys.clone();
+        let keys = match self.budget {
+            Some(n) => {
+                let chosen = crate::tables::predict::choose(&keys, n as usize);
+                eprintln!(
+                    "tunas: --budget {n}: measuring {} of the {} keys, predicting the rest",
+                    chosen.len(),
+                    keys.len()
+                );
+                chosen
+            }
+            None => keys,
+        };
         let summary = profile(&keys, &devices, &self.out, &opts)
             .with_context(|| format!("profiling into {}", self.out.display()))?;
+        if self.budget.is_some() {
+            self.predict(&plan, &devices, &opts)?;
+        }
         eprintln!(
             "tunas: {} of {} keys measured into {} in {:.0} s ({} link failures recovered, {} damaged journal lines re-measured)",
             summary.measured,

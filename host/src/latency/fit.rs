@@ -81,7 +81,7 @@ pub fn ridge(
 }
 
 /// Solves `A x = b` for a symmetric positive definite `A` (Cholesky); `None` if it is not.
-fn cholesky_solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+pub(crate) fn cholesky_solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
     let n = b.len();
     let dot = |p: &[f64], q: &[f64]| p.iter().zip(q).map(|(x, y)| x * y).sum::<f64>();
     for j in 0..n {

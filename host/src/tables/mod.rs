@@ -8,6 +8,7 @@
 
 pub mod diff;
 pub mod merge;
+pub mod predict;
 pub mod show;
 pub mod validate;
 

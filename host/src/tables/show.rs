@@ -11,8 +11,10 @@ use super::{display_value, relative_spread};
 /// Counts of a table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Counts {
-    /// Measured keys.
+    /// Entries (measured and predicted).
     pub entries: usize,
+    /// Entries predicted from the measured keys, not measured.
+    pub predicted: usize,
     /// Keys that could not be measured.
     pub failures: usize,
     /// Entries measured while the CPU throttled.
@@ -72,6 +74,8 @@ pub struct Summary {
     pub counts: Counts,
     /// The affine correction, if any.
     pub correction: Option<Correction>,
+    /// How the predicted entries were predicted.
+    pub prediction: Option<latency_tables::PredictionFit>,
     /// The slowest keys, slowest first.
     pub slowest: Vec<SlowKey>,
     /// Every failure.
@@ -110,6 +114,7 @@ impl Summary {
             method: table.method.clone(),
             counts: Counts {
                 entries: table.len(),
+                predicted: table.predicted_len(),
                 failures: table.failures().count(),
                 throttled: table.entries().filter(|e| e.throttled).count(),
                 samples: table.entries().map(|e| e.n).sum(),
@@ -129,6 +134,7 @@ impl Summary {
                 ),
             },
             correction: table.correction.clone(),
+            prediction: table.prediction.clone(),
             slowest,
             failures: table.failures().cloned().collect(),
         }
@@ -191,9 +197,28 @@ impl Summary {
         let c = &self.counts;
         writeln!(
             out,
-            "counts:      {} entries, {} failures, {} throttled, {} samples",
-            c.entries, c.failures, c.throttled, c.samples
+            "counts:      {} entries ({} measured, {} predicted), {} failures, {} throttled, {} samples",
+            c.entries,
+            c.entries - c.predicted,
+            c.predicted,
+            c.failures,
+            c.throttled,
+            c.samples
         )?;
+        if let Some(p) = &self.prediction {
+            for k in &p.kinds {
+                writeln!(
+                    out,
+                    "prediction:  {:<5} {} measured, {} predicted, {} features, held-out RMSPE {:.1}% (median |error| {:.1}%)",
+                    k.kind,
+                    k.measured,
+                    k.predicted,
+                    k.features,
+                    100.0 * k.rmspe,
+                    100.0 * k.median_abs_error
+                )?;
+            }
+        }
         let drift = c.canary_drift_max.map_or_else(
             || "no canary".to_string(),
             |d| format!("largest canary drift {:+.1}%", 100.0 * d),
@@ -293,6 +318,7 @@ mod tests {
         let s = Summary::new(&t, "t.json", 2);
         let counts = Counts {
             entries: 3,
+            predicted: 0,
             failures: 1,
             throttled: 1,
             samples: 9,
