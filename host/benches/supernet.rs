@@ -4,7 +4,7 @@
 //! summary with the medians and peak RSS.
 //!
 //! `cargo bench -p host --bench supernet -- [--batch 64] [--steps 5] [--archs 4] [--width 0.25]
-//!  [--space proxylessnas] [--dump spec.json]`; `scripts/bench/supernet.sh` runs both frameworks.
+//!  [--space proxylessnas] [--dump spec.json] [--masked 1]`; `scripts/bench/supernet.sh` runs both frameworks.
 
 use std::time::Instant;
 
@@ -51,6 +51,9 @@ fn main() -> anyhow::Result<()> {
     let dump: String = arg("--dump", String::new());
     // `--eval-only 1`: time only the forward-only passes (for profiling them).
     let eval_only: bool = arg("--eval-only", 0u8) == 1;
+    // `--masked 1`: the masked formulation (every layer at its largest width) instead of the
+    // narrowed pass the search runs for one-hot selections.
+    let masked: bool = arg("--masked", 0u8) == 1;
     let geometry =
         ProxyGeometry { input_hw: 32, in_channels: 1, classes: 10, width_multiplier: width };
     let dev = Device::Cpu;
@@ -92,7 +95,11 @@ fn main() -> anyhow::Result<()> {
         let mut fwd = Vec::new();
         for s in 0..=if eval_only { 0 } else { steps } {
             let t0 = Instant::now();
-            let out = net.forward(&x, &d.weights)?;
+            let out = if masked {
+                net.forward_masked(&x, &d.weights, true)?
+            } else {
+                net.forward(&x, &d.weights)?
+            };
             let loss = (smoothed_cross_entropy(&out.logits, &y, 0.1)? + (out.l2 * 2e-5)?)?;
             let _ = loss.to_scalar::<f32>()?;
             let tf = t0.elapsed().as_secs_f64();
@@ -108,7 +115,11 @@ fn main() -> anyhow::Result<()> {
         let mut eval = Vec::new();
         for s in 0..=if eval_only { 10 * steps } else { steps } {
             let t0 = Instant::now();
-            let logits = net.forward_eval(&x, &d.weights)?;
+            let logits = if masked {
+                net.forward_masked(&x, &d.weights, false)?.logits
+            } else {
+                net.forward_eval(&x, &d.weights)?
+            };
             let _ = logits.sum_all()?.to_scalar::<f32>()?;
             if s > 0 {
                 eval.push(t0.elapsed().as_secs_f64() * 1e3);

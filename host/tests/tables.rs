@@ -87,7 +87,9 @@ fn show_prints_the_slowest_keys_and_failures() {
     let text = stdout(&o);
     assert!(text.contains("cpu model: Cortex-A76"), "{text}");
     assert!(text.contains("kernel:    6.1.0"), "{text}");
-    assert!(text.contains("73 entries, 1 failures, 0 throttled, 219 samples"), "{text}");
+    let counts = "73 entries (73 measured, 0 predicted), 1 failures, 0 throttled, 219 samples";
+    assert!(text.contains(counts), "{text}");
+    assert!(text.contains("thermal:     no canary; 0 keys re-measured"), "{text}");
     assert!(text.contains("slowest 3 keys:"), "{text}");
     let listed: Vec<&str> = text
         .lines()

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Supernet training-step time, Candle vs PyTorch, on the same sampled architectures.
 #
-#   scripts/bench/supernet.sh [--steps N] [--archs K] [--width "0.25 0.5"] [--batch "32 64 128"] [--threads T]
+#   scripts/bench/supernet.sh [--steps N] [--archs K] [--width "0.25 0.5"] [--batch "32 64 128"] [--threads T] [--masked]
 #
 # For every width and batch: runs the Candle bench (`cargo bench -p host --bench supernet`),
 # which dumps the supernet spec and the architectures it sampled, then the PyTorch twin
 # (scripts/bench/supernet_torch.py) on that spec; prints both tables and one comparison table
 # (training step and forward-only pass, images/s, peak RSS).
 # Both run with T threads (default 2): RAYON_NUM_THREADS for Candle, torch.set_num_threads for
-# PyTorch. PYTHON=/path/to/python chooses the interpreter (default python3).
+# PyTorch. PYTHON=/path/to/python chooses the interpreter (default python3). Both time the
+# plain network sliced to the selected widths (what the search runs for one-hot selections);
+# --masked times the masked formulation (every layer at its largest width) in both instead.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -17,6 +19,7 @@ ARCHS=4
 WIDTHS="0.25 0.5"
 BATCHES="32 64 128"
 THREADS=2
+MASKED=0
 PY=${PYTHON:-python3}
 
 usage() {
@@ -31,6 +34,7 @@ while [[ $# -gt 0 ]]; do
         --width) WIDTHS=${2:?--width needs a value}; shift 2 ;;
         --batch) BATCHES=${2:?--batch needs a value}; shift 2 ;;
         --threads) THREADS=${2:?--threads needs a value}; shift 2 ;;
+        --masked) MASKED=1; shift ;;
         -h|--help) usage 0 ;;
         *) echo "supernet.sh: unknown argument $1" >&2; usage 2 >&2 ;;
     esac
@@ -58,10 +62,12 @@ for w in $WIDTHS; do
     for b in $BATCHES; do
         echo "== width $w, batch $b: candle ==" >&2
         RAYON_NUM_THREADS=$THREADS cargo bench -q -p host --bench supernet -- \
-            --batch "$b" --steps "$STEPS" --archs "$ARCHS" --width "$w" --dump "$tmp/spec.json" \
+            --batch "$b" --steps "$STEPS" --archs "$ARCHS" --width "$w" --dump "$tmp/spec.json" --masked "$MASKED" \
             | tee "$tmp/candle.md"
         echo "== width $w, batch $b: pytorch ==" >&2
-        "$PY" scripts/bench/supernet_torch.py --spec "$tmp/spec.json" --batch "$b" --steps "$STEPS" \
+        torch_mode=()
+        [[ $MASKED == 1 ]] && torch_mode=(--masked)
+        "$PY" scripts/bench/supernet_torch.py --spec "$tmp/spec.json" --batch "$b" --steps "$STEPS" "${torch_mode[@]}" \
             --threads "$THREADS" | tee "$tmp/torch.md"
         c_step='' c_fwd='' c_eval='' t_step='' t_fwd='' t_eval=''
         read -r c_step c_fwd c_eval < <(summary "$tmp/candle.md") || true

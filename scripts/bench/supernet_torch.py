@@ -15,6 +15,10 @@ sum their enabled branches weighted by the switch weights (branches with weight 
 a skippable layer gives x + present·body(x); TF SAME padding; loss = label-smoothed (0.1) cross
 entropy + 2e-5 · Σ switch-weighted ‖masked kernel‖²; RMSprop(lr 0.01, α 0.9, momentum 0.9, ε 1).
 
+What is timed: by default the plain network sliced to the selected widths (`Supernet.narrowed`),
+what the Candle supernet runs for a one-hot architecture; `--masked` times the masked
+formulation above instead (the Candle bench's `--masked 1`).
+
 Per architecture: 1 warm-up step, then `--steps` timed steps; a step is forward + loss ("fwd"),
 backward, optimizer step, zero_grad; then 1 + `--steps` forward-only passes under
 torch.no_grad() ("eval", batch statistics as in training). Medians are the element at len/2 of the sorted times, like
@@ -152,10 +156,10 @@ class Stem(nn.Module):
             acc = h * sw if acc is None else acc + h * sw
         return acc
 
-    def plain(self, x, sel):
+    def plain(self, x, sel, l2=None):
         i = argmax(sel["kernel_weights"])
         n_in, n_out = sel["in_sel"], sel["out_sel"]
-        h = conv_same(x, self.kernels[i][:n_out, :n_in], self.spec["stride"])
+        h = conv_same(x, sliced(self.kernels[i][:n_out, :n_in], l2), self.spec["stride"])
         return activate(self.bns[i].plain(h, n_out), self.spec["act"])
 
 
@@ -189,14 +193,14 @@ class Sep(nn.Module):
 
         return residual(x, self.spec["skippable"], present, body)
 
-    def plain(self, x, sel):
+    def plain(self, x, sel, l2=None):
         if self.spec["skippable"] and sel["present"] == 0:
             return x
         i = argmax(sel["kernel_weights"])
         n_in, n_out = sel["in_sel"], sel["out_sel"]
-        h = depthwise_same(x, self.kernels[i][:n_in], self.spec["stride"])
+        h = depthwise_same(x, sliced(self.kernels[i][:n_in], l2), self.spec["stride"])
         h = activate(self.bns[i].plain(h, n_in), self.spec["act"])
-        y = self.proj_bn.plain(conv1x1(h, self.proj[:n_out, :n_in]), n_out)
+        y = self.proj_bn.plain(conv1x1(h, sliced(self.proj[:n_out, :n_in], l2)), n_out)
         return x + y if self.spec["skippable"] else y
 
 
@@ -259,21 +263,21 @@ class Bottleneck(nn.Module):
 
         return residual(x, spec["skippable"], present, body)
 
-    def plain(self, x, sel):
+    def plain(self, x, sel, l2=None):
         spec = self.spec
         if spec["skippable"] and sel["present"] == 0:
             return x
         n_in, n_out, e = sel["in_sel"], sel["out_sel"], sel["e_sel"]
         i = argmax(sel["kernel_weights"])
-        h = activate(self.expand_bn.plain(conv1x1(x, self.expand[:e, :n_in]), e), spec["act"])
-        h = depthwise_same(h, self.kernels[i][:e], spec["stride"])
+        h = activate(self.expand_bn.plain(conv1x1(x, sliced(self.expand[:e, :n_in], l2)), e), spec["act"])
+        h = depthwise_same(h, sliced(self.kernels[i][:e], l2), spec["stride"])
         h = activate(self.bns[i].plain(h, e), spec["act"])
         if self.has_se and argmax(sel["se_weights"]) == 1:
             hid = sel["h_sel"]
             pooled = h.mean(dim=(2, 3), keepdim=True)
-            z = F.relu(conv1x1(pooled, self.se_w1[:hid, :e]) + self.se_b1[:hid][None, :, None, None])
-            h = h * torch.sigmoid(conv1x1(z, self.se_w2[:e, :hid]) + self.se_b2[:e][None, :, None, None])
-        y = self.proj_bn.plain(conv1x1(h, self.proj[:n_out, :e]), n_out)
+            z = F.relu(conv1x1(pooled, sliced(self.se_w1[:hid, :e], l2)) + self.se_b1[:hid][None, :, None, None])
+            h = h * torch.sigmoid(conv1x1(z, sliced(self.se_w2[:e, :hid], l2)) + self.se_b2[:e][None, :, None, None])
+        y = self.proj_bn.plain(conv1x1(h, sliced(self.proj[:n_out, :e], l2)), n_out)
         return x + y if spec["skippable"] else y
 
 
@@ -291,9 +295,9 @@ class Head(nn.Module):
         h = activate(self.bn(conv1x1(x, wm), om), self.spec["act"])
         return h.mean(dim=(2, 3), keepdim=True) if self.spec["pool"] else h
 
-    def plain(self, x, sel):
+    def plain(self, x, sel, l2=None):
         n_in, n_out = sel["in_sel"], sel["out_sel"]
-        h = activate(self.bn.plain(conv1x1(x, self.conv[:n_out, :n_in]), n_out), self.spec["act"])
+        h = activate(self.bn.plain(conv1x1(x, sliced(self.conv[:n_out, :n_in], l2)), n_out), self.spec["act"])
         return h.mean(dim=(2, 3), keepdim=True) if self.spec["pool"] else h
 
 
@@ -305,6 +309,13 @@ def residual(x, skippable, present, body):
         return x
     y = body()
     return x + (y if present == 1 else y * present)
+
+
+def sliced(w, l2):
+    """A sliced kernel, its squared norm appended to `l2` when given."""
+    if l2 is not None:
+        l2.append(w.square().sum())
+    return w
 
 
 def argmax(w):
@@ -334,13 +345,21 @@ class Supernet(nn.Module):
         logits = F.linear(x.flatten(1), self.cls_w, self.cls_b)
         return logits, torch.stack(l2).sum() if l2 else torch.zeros(())
 
-    def plain(self, x, arch):
-        """The plain network of a one-hot architecture: weights sliced, no masks."""
+    def plain(self, x, arch, l2=None):
+        """The plain network of a one-hot architecture: weights sliced, no masks (the L2 of
+        the sliced kernels appended to `l2` when given)."""
         for layer, sel in zip(self.layers, arch["layers"]):
-            x = layer.plain(x, sel)
+            x = layer.plain(x, sel, l2)
         if x.dim() == 4 and x.shape[-2:] != (1, 1):
             x = x.mean(dim=(2, 3), keepdim=True)
         return F.linear(x.flatten(1), self.cls_w[:, : x.shape[1]], self.cls_b)
+
+    def narrowed(self, x, arch):
+        """Logits and L2 of the plain network: what the Candle supernet runs for a one-hot
+        architecture (its masked channels are zeros that add nothing to any sum)."""
+        l2 = []
+        logits = self.plain(x, arch, l2)
+        return logits, torch.stack(l2).sum() if l2 else torch.zeros(())
 
 
 def loss_fn(logits, l2, y):
@@ -409,6 +428,12 @@ def main():
     ap.add_argument("--steps", type=int, default=5, help="timed steps per architecture (+1 warm-up)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--check", action="store_true", help="check masking on the first architecture and exit")
+    ap.add_argument(
+        "--masked",
+        action="store_true",
+        help="time the masked formulation (every layer at its largest width) instead of the plain "
+        "network sliced to the selected widths (what the Candle supernet runs for one-hot selections)",
+    )
     args = ap.parse_args()
 
     rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -429,6 +454,7 @@ def main():
     if args.check:
         sys.exit(0 if check(net, archs[0], x, y) else 1)
 
+    forward = net if args.masked else net.narrowed
     opt = torch.optim.RMSprop(net.parameters(), lr=0.01, alpha=0.9, momentum=0.9, eps=1.0)
     n_weights = sum(p.numel() for p in net.parameters())
     print(
@@ -453,7 +479,7 @@ def main():
         steps, fwds = [], []
         for s in range(args.steps + 1):
             t0 = time.perf_counter()
-            logits, l2 = net(x, arch)
+            logits, l2 = forward(x, arch)
             loss = loss_fn(logits, l2, y)
             tf = time.perf_counter() - t0
             loss.backward()
@@ -470,7 +496,7 @@ def main():
         with torch.no_grad():
             for s in range(args.steps + 1):
                 t0 = time.perf_counter()
-                logits, _ = net(x, arch)
+                logits, _ = forward(x, arch)
                 float(logits.sum())
                 if s > 0:
                     evals.append((time.perf_counter() - t0) * 1e3)

@@ -98,13 +98,23 @@ mod tests {
                     &indices,
                     &crate::search::decision_infos(&space),
                 );
-                let ours = net.forward(&x, &sel).unwrap().logits;
-                let eval = net.forward_eval(&x, &sel).unwrap();
+                let ours = net.forward_masked(&x, &sel, true).unwrap().logits;
+                let masked_eval = net.forward_masked(&x, &sel, false).unwrap().logits;
                 assert_eq!(
                     ours.to_vec2::<f32>().unwrap(),
-                    eval.to_vec2::<f32>().unwrap(),
+                    masked_eval.to_vec2::<f32>().unwrap(),
                     "{name}: the forward-only pass computes the same logits"
                 );
+                // The public passes take the narrowed path for a one-hot selection.
+                let narrowed = net.forward(&x, &sel).unwrap().logits;
+                let eval = net.forward_eval(&x, &sel).unwrap();
+                assert_eq!(
+                    narrowed.to_vec2::<f32>().unwrap(),
+                    eval.to_vec2::<f32>().unwrap(),
+                    "{name}: the narrowed forward-only pass computes the same logits"
+                );
+                let d = max_abs(&ours.sub(&narrowed).unwrap());
+                assert!(d <= 1e-4 * max_abs(&ours).max(1.0), "{name}: narrowed vs masked {d}");
                 let plain = plain_forward(&net.extract(&indices).unwrap(), &x, BN_EPS).unwrap();
                 let scale = max_abs(&plain);
                 let diff = max_abs(&ours.sub(&plain).unwrap());
@@ -114,6 +124,67 @@ mod tests {
                     "{name} trial {trial}: |Δ| = {diff} (scale {scale})"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_narrowed_pass_has_the_masked_pass_gradients_and_l2() {
+        for name in space_names() {
+            let space = SearchSpace::by_name(name).unwrap();
+            let geometry = ProxyGeometry {
+                input_hw: 32,
+                in_channels: 1,
+                classes: 10,
+                width_multiplier: 0.125,
+            };
+            let net = Supernet::new(&space, geometry, &mut Rng::new(7), &Device::Cpu).unwrap();
+            scramble(&net, 8);
+            let mut rng = Rng::new(9);
+            let xs: Vec<f32> = (0..4 * 32 * 32).map(|_| rng.normal() as f32).collect();
+            let x = Tensor::from_vec(xs, (4, 1, 32, 32), &Device::Cpu).unwrap();
+            let indices: Vec<usize> =
+                space.decisions.iter().map(|d| rng.below(d.num_choices())).collect();
+            let sel =
+                crate::search::one_hot_selection(&indices, &crate::search::decision_infos(&space));
+            let loss = |f: Forward| {
+                // Logits weighted per element so every logit's gradient differs.
+                let n = f.logits.elem_count();
+                let w: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0).collect();
+                let w = Tensor::from_vec(w, f.logits.shape(), &Device::Cpu).unwrap();
+                (f.logits.mul(&w).unwrap().sum_all().unwrap() + f.l2.affine(0.5, 0.0).unwrap())
+                    .unwrap()
+            };
+            let masked = net.forward_masked(&x, &sel, true).unwrap();
+            let narrowed = net.forward(&x, &sel).unwrap();
+            let (l2m, l2n) =
+                (masked.l2.to_scalar::<f32>().unwrap(), narrowed.l2.to_scalar::<f32>().unwrap());
+            assert!((l2m - l2n).abs() <= 1e-4 * l2m.abs(), "{name}: L2 {l2m} vs {l2n}");
+            let gm = loss(masked).backward().unwrap();
+            let gn = loss(narrowed).backward().unwrap();
+            let data = net.vars().data().lock().unwrap();
+            let grads: Vec<(String, Tensor, Tensor)> = data
+                .iter()
+                .map(|(n, v)| {
+                    let zero = Tensor::zeros(v.shape(), DType::F32, &Device::Cpu).unwrap();
+                    let a = gm.get(v).cloned().unwrap_or_else(|| zero.clone());
+                    (n.clone(), a, gn.get(v).cloned().unwrap_or(zero))
+                })
+                .collect();
+            // Float noise scales with the largest gradient (sums of the same terms in another
+            // order), so that is the yardstick: a BN β followed by another BN has an exact
+            // gradient of 0 and float noise of ~1e-8 of the largest in either pass.
+            let global = grads.iter().map(|(_, a, _)| max_abs(a)).fold(0.0, f32::max);
+            let mut compared = 0;
+            for (var, a, b) in &grads {
+                let scale = max_abs(a).max(max_abs(b));
+                let d = max_abs(&a.sub(b).unwrap());
+                assert!(
+                    d <= 1e-3 * scale.max(1e-3) || d <= 1e-5 * global,
+                    "{name} {var}: gradient differs by {d} (its scale {scale}, largest {global})"
+                );
+                compared += usize::from(scale > 0.0);
+            }
+            assert!(compared > 10, "{name}: only {compared} variables had gradients");
         }
     }
 

@@ -481,14 +481,50 @@ impl Supernet {
     /// Forward pass of images `[N, C, H, W]` under a selection (one weight vector per decision),
     /// recording the graph for a backward pass.
     pub fn forward(&self, x: &Tensor, sel: &Selection) -> Result<Forward> {
-        self.run(x, sel, true)
+        match one_hot_indices(sel) {
+            Some(indices) => self.run_narrowed(x, &indices, true),
+            None => self.run(x, sel, true),
+        }
     }
 
     /// Forward-only pass (for Q(α) and evaluation): logits of the same network as
     /// [`Supernet::forward`], but the weights enter detached, so no graph is recorded, no
     /// activation outlives the layer that reads it, and no L2 term is computed.
     pub fn forward_eval(&self, x: &Tensor, sel: &Selection) -> Result<Tensor> {
-        Ok(self.run(x, sel, false)?.logits)
+        match one_hot_indices(sel) {
+            Some(indices) => Ok(self.run_narrowed(x, &indices, false)?.logits),
+            None => Ok(self.run(x, sel, false)?.logits),
+        }
+    }
+
+    /// The masked forward pass (the reference's formulation: every layer at its largest
+    /// width, channels beyond the selection zeroed by masks), whatever the selection; the
+    /// public passes take it only when a selection is not one-hot (op warmup).
+    pub fn forward_masked(&self, x: &Tensor, sel: &Selection, train: bool) -> Result<Forward> {
+        self.run(x, sel, train)
+    }
+
+    /// A one-hot selection's pass on the architecture's own widths: every weight narrowed to
+    /// the selected channels ([`Supernet::extract`]) and run with the custom ops and batch
+    /// statistics. The masks' zeros contribute nothing to any sum, so this is the masked pass
+    /// without the work on masked channels (tested equal, logits and gradients); the gradient
+    /// of a variable outside the selection is zero either way.
+    fn run_narrowed(&self, x: &Tensor, indices: &[usize], train: bool) -> Result<Forward> {
+        let layers = self.extract_with(indices, !train)?;
+        let logits = super::plain::forward_with(&layers, x, &mut BatchStatOps)?;
+        let l2 = if train {
+            let mut terms = Vec::new();
+            for w in layers.iter().flat_map(super::PlainLayer::kernels) {
+                terms.push(w.sqr()?.sum_all()?);
+            }
+            match terms.len() {
+                0 => Tensor::zeros((), DType::F32, &self.device)?,
+                _ => Tensor::stack(&terms, 0)?.sum_all()?,
+            }
+        } else {
+            Tensor::zeros((), DType::F32, &self.device)?
+        };
+        Ok(Forward { logits, l2 })
     }
 
     fn run(&self, x: &Tensor, sel: &Selection, train: bool) -> Result<Forward> {
@@ -664,6 +700,40 @@ impl Supernet {
     }
 }
 
+/// The choice of every decision when each selection is one-hot (exactly one 1, zeros
+/// elsewhere); `None` under op warmup (averaged options).
+fn one_hot_indices(sel: &Selection) -> Option<Vec<usize>> {
+    sel.iter()
+        .map(|w| {
+            let ones = w.iter().filter(|&&v| v == 1.0).count();
+            let zeros = w.iter().filter(|&&v| v == 0.0).count();
+            (ones == 1 && ones + zeros == w.len()).then(|| argmax(w))
+        })
+        .collect()
+}
+
+/// The custom CPU ops with batch statistics in every BN, activations fused into it: what the
+/// masked pass runs, for a plain network.
+struct BatchStatOps;
+
+impl super::plain::PlainOps for BatchStatOps {
+    fn conv(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+        conv2d_same(x, w, stride)
+    }
+    fn depthwise(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+        depthwise_conv2d(x, w, stride)
+    }
+    fn pointwise(&mut self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        conv1x1(x, w)
+    }
+    fn bn(&mut self, x: &Tensor, (g, b): &(Tensor, Tensor)) -> Result<Tensor> {
+        batch_norm_act(x, g, b, BN_EPS, Activation::None)
+    }
+    fn bn_act(&mut self, x: &Tensor, (g, b): &(Tensor, Tensor), a: Activation) -> Result<Tensor> {
+        batch_norm_act(x, g, b, BN_EPS, a)
+    }
+}
+
 fn add_weighted(acc: Option<Tensor>, h: &Tensor, w: f32) -> Result<Tensor> {
     let h = if w == 1.0 { h.clone() } else { h.affine(f64::from(w), 0.0)? };
     match acc {
@@ -688,16 +758,32 @@ fn residual(
     x.add(&add_weighted(None, &body()?, present)?)
 }
 
-fn narrow2(w: &Var, rows: usize, cols: usize) -> Result<Tensor> {
-    w.as_tensor().narrow(0, 0, rows)?.narrow(1, 0, cols)?.contiguous()
+/// A variable as a network reads it: tracked by the graph, or detached (forward only).
+#[derive(Clone, Copy)]
+struct Read {
+    detach: bool,
 }
 
-fn narrow1(w: &Var, n: usize) -> Result<Tensor> {
-    w.as_tensor().narrow(0, 0, n)?.contiguous()
-}
+impl Read {
+    fn var(self, w: &Var) -> Tensor {
+        if self.detach {
+            w.as_tensor().detach()
+        } else {
+            w.as_tensor().clone()
+        }
+    }
 
-fn plain_bn(b: &Bn, n: usize) -> Result<(Tensor, Tensor)> {
-    Ok((narrow1(&b.gamma, n)?, narrow1(&b.beta, n)?))
+    fn narrow2(self, w: &Var, rows: usize, cols: usize) -> Result<Tensor> {
+        self.var(w).narrow(0, 0, rows)?.narrow(1, 0, cols)?.contiguous()
+    }
+
+    fn narrow1(self, w: &Var, n: usize) -> Result<Tensor> {
+        self.var(w).narrow(0, 0, n)?.contiguous()
+    }
+
+    fn bn(self, b: &Bn, n: usize) -> Result<(Tensor, Tensor)> {
+        Ok((self.narrow1(&b.gamma, n)?, self.narrow1(&b.beta, n)?))
+    }
 }
 
 impl Supernet {
@@ -705,7 +791,18 @@ impl Supernet {
     /// masks, skipped layers left out. Its forward pass (with batch-statistics BN) equals the
     /// supernet's under the architecture's one-hot selection.
     pub fn extract(&self, indices: &[usize]) -> Result<Vec<super::PlainLayer>> {
+        self.extract_with(indices, false)
+    }
+
+    /// [`Supernet::extract`], its tensors detached from the variables when `detach`.
+    fn extract_with(&self, indices: &[usize], detach: bool) -> Result<Vec<super::PlainLayer>> {
         use super::PlainLayer as P;
+        let r = Read { detach };
+        let (narrow1, narrow2, plain_bn) = (
+            |w: &Var, n| r.narrow1(w, n),
+            |w: &Var, a, b| r.narrow2(w, a, b),
+            |b: &Bn, n| r.bn(b, n),
+        );
         let g = &self.geometry;
         let space = &self.space;
         let value = |d: usize| space.decisions[d].value(indices[d]);
@@ -801,8 +898,8 @@ impl Supernet {
         }
         let (w, b) = &self.classifier;
         out.push(P::Classifier {
-            weight: w.as_tensor().narrow(1, 0, in_sel)?.contiguous()?,
-            bias: b.as_tensor().clone(),
+            weight: r.var(w).narrow(1, 0, in_sel)?.contiguous()?,
+            bias: r.var(b),
         });
         Ok(out)
     }

@@ -103,6 +103,10 @@ pub trait PlainOps {
     fn pointwise(&mut self, x: &Tensor, w: &Tensor) -> Result<Tensor>;
     /// Batch norm with (γ, β).
     fn bn(&mut self, x: &Tensor, bn: &(Tensor, Tensor)) -> Result<Tensor>;
+    /// Batch norm, then the activation `a` (ops that fuse the two override this).
+    fn bn_act(&mut self, x: &Tensor, bn: &(Tensor, Tensor), a: Activation) -> Result<Tensor> {
+        act(&self.bn(x, bn)?, a)
+    }
 }
 
 /// Candle's native ops: grouped `conv2d` for depthwise, `conv2d` for 1×1, BN from basic tensor
@@ -166,7 +170,7 @@ pub fn forward_with(layers: &[PlainLayer], x: &Tensor, ops: &mut dyn PlainOps) -
         x = match layer {
             PlainLayer::Conv { weight, bn, stride, act: a } => {
                 let y = ops.conv(&x, weight, *stride)?;
-                act(&ops.bn(&y, bn)?, *a)?
+                ops.bn_act(&y, bn, *a)?
             }
             PlainLayer::Sep {
                 depthwise: dw,
@@ -178,7 +182,7 @@ pub fn forward_with(layers: &[PlainLayer], x: &Tensor, ops: &mut dyn PlainOps) -
                 residual,
             } => {
                 let h = ops.depthwise(&x, dw, *stride)?;
-                let h = act(&ops.bn(&h, dw_bn)?, *a)?;
+                let h = ops.bn_act(&h, dw_bn, *a)?;
                 let y = ops.pointwise(&h, project)?;
                 let y = ops.bn(&y, proj_bn)?;
                 if *residual {
@@ -200,9 +204,9 @@ pub fn forward_with(layers: &[PlainLayer], x: &Tensor, ops: &mut dyn PlainOps) -
                 residual,
             } => {
                 let h = ops.pointwise(&x, expand)?;
-                let h = act(&ops.bn(&h, expand_bn)?, *a)?;
+                let h = ops.bn_act(&h, expand_bn, *a)?;
                 let h = ops.depthwise(&h, dw, *stride)?;
-                let mut h = act(&ops.bn(&h, dw_bn)?, *a)?;
+                let mut h = ops.bn_act(&h, dw_bn, *a)?;
                 if let Some((w1, b1, w2, b2)) = se {
                     let (hc, ec) = w1.dims2()?;
                     let z = ops
@@ -224,12 +228,11 @@ pub fn forward_with(layers: &[PlainLayer], x: &Tensor, ops: &mut dyn PlainOps) -
             PlainLayer::Head { weight, norm, act: a, pool: p } => {
                 let y = ops.pointwise(&x, weight)?;
                 let y = match norm {
-                    HeadNorm::Bn(bn) => ops.bn(&y, bn)?,
+                    HeadNorm::Bn(bn) => ops.bn_act(&y, bn, *a)?,
                     HeadNorm::Bias(b) => {
-                        y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?
+                        act(&y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?, *a)?
                     }
                 };
-                let y = act(&y, *a)?;
                 if *p {
                     pooled = true;
                     pool(&y)?
@@ -333,6 +336,24 @@ impl PlainLayer {
     }
 
     /// The parts that end in a batch norm, in the order a forward pass calls them.
+    /// The convolution kernels the L2 penalty covers (not BN, biases or the classifier).
+    pub fn kernels(&self) -> Vec<&Tensor> {
+        match self {
+            PlainLayer::Conv { weight, .. } => vec![weight],
+            PlainLayer::Sep { depthwise, project, .. } => vec![depthwise, project],
+            PlainLayer::Bottleneck { expand, depthwise, se, project, .. } => {
+                let mut v = vec![expand, depthwise];
+                if let Some((w1, _, w2, _)) = se {
+                    v.extend([w1, w2]);
+                }
+                v.push(project);
+                v
+            }
+            PlainLayer::Head { weight, .. } => vec![weight],
+            PlainLayer::Classifier { .. } => vec![],
+        }
+    }
+
     pub fn bn_parts(&self) -> &'static [&'static str] {
         match self {
             PlainLayer::Conv { .. } | PlainLayer::Head { norm: HeadNorm::Bn(_), .. } => &["conv"],
