@@ -65,21 +65,24 @@ mod tests {
         t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
     }
 
+    /// A scrambled supernet of `name` at ×0.125 and an input batch of 4, with the generator
+    /// that drew the input.
+    fn scrambled(name: &str, seed: u64) -> (SearchSpace, Supernet, Tensor, Rng) {
+        let space = SearchSpace::by_name(name).unwrap();
+        let geometry =
+            ProxyGeometry { input_hw: 32, in_channels: 1, classes: 10, width_multiplier: 0.125 };
+        let net = Supernet::new(&space, geometry, &mut Rng::new(seed), &Device::Cpu).unwrap();
+        scramble(&net, seed + 1);
+        let mut rng = Rng::new(seed + 2);
+        let xs: Vec<f32> = (0..4 * 32 * 32).map(|_| rng.normal() as f32).collect();
+        let x = Tensor::from_vec(xs, (4, 1, 32, 32), &Device::Cpu).unwrap();
+        (space, net, x, rng)
+    }
+
     #[test]
     fn masked_supernet_path_equals_the_plain_network_at_selected_widths() {
         for name in space_names() {
-            let space = SearchSpace::by_name(name).unwrap();
-            let geometry = ProxyGeometry {
-                input_hw: 32,
-                in_channels: 1,
-                classes: 10,
-                width_multiplier: 0.125,
-            };
-            let net = Supernet::new(&space, geometry, &mut Rng::new(3), &Device::Cpu).unwrap();
-            scramble(&net, 4);
-            let mut rng = Rng::new(5);
-            let xs: Vec<f32> = (0..4 * 32 * 32).map(|_| rng.normal() as f32).collect();
-            let x = Tensor::from_vec(xs, (4, 1, 32, 32), &Device::Cpu).unwrap();
+            let (space, net, x, mut rng) = scrambled(name, 3);
             for trial in 0..3 {
                 // Trial 0: every decision at its largest choice; then random architectures.
                 let indices: Vec<usize> =
@@ -130,18 +133,7 @@ mod tests {
     #[test]
     fn the_narrowed_pass_has_the_masked_pass_gradients_and_l2() {
         for name in space_names() {
-            let space = SearchSpace::by_name(name).unwrap();
-            let geometry = ProxyGeometry {
-                input_hw: 32,
-                in_channels: 1,
-                classes: 10,
-                width_multiplier: 0.125,
-            };
-            let net = Supernet::new(&space, geometry, &mut Rng::new(7), &Device::Cpu).unwrap();
-            scramble(&net, 8);
-            let mut rng = Rng::new(9);
-            let xs: Vec<f32> = (0..4 * 32 * 32).map(|_| rng.normal() as f32).collect();
-            let x = Tensor::from_vec(xs, (4, 1, 32, 32), &Device::Cpu).unwrap();
+            let (space, net, x, mut rng) = scrambled(name, 7);
             let indices: Vec<usize> =
                 space.decisions.iter().map(|d| rng.below(d.num_choices())).collect();
             let sel =

@@ -717,15 +717,6 @@ fn one_hot_indices(sel: &Selection) -> Option<Vec<usize>> {
 struct BatchStatOps;
 
 impl super::plain::PlainOps for BatchStatOps {
-    fn conv(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-        conv2d_same(x, w, stride)
-    }
-    fn depthwise(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-        depthwise_conv2d(x, w, stride)
-    }
-    fn pointwise(&mut self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        conv1x1(x, w)
-    }
     fn bn(&mut self, x: &Tensor, (g, b): &(Tensor, Tensor)) -> Result<Tensor> {
         batch_norm_act(x, g, b, BN_EPS, Activation::None)
     }

@@ -91,16 +91,23 @@ pub enum PlainLayer {
     },
 }
 
-/// The convolutions and batch norms a plain network is made of. [`NativeOps`] is Candle's own
-/// ops with batch statistics (the independent reference); the stand-alone trainer plugs in the
-/// fast custom ops with stateful BN. Batch norms are called in [`PlainLayer::bn_parts`] order.
+/// The convolutions and batch norms a plain network is made of. The convolutions default to the
+/// fast custom CPU ops ([`super::ops`]); [`NativeOps`] is Candle's own ops with batch statistics
+/// (the independent reference). The supernet's narrowed pass plugs in batch-statistics BN, the
+/// stand-alone trainer stateful BN. Batch norms are called in [`PlainLayer::bn_parts`] order.
 pub trait PlainOps {
     /// Full k×k convolution, TF SAME padding: w `[Cout, Cin, K, K]`.
-    fn conv(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor>;
+    fn conv(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+        super::ops::conv2d_same(x, w, stride)
+    }
     /// Depthwise convolution, TF SAME padding: w `[C, K, K]`.
-    fn depthwise(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor>;
+    fn depthwise(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+        super::ops::depthwise_conv2d(x, w, stride)
+    }
     /// 1×1 convolution: w `[Cout, Cin]`.
-    fn pointwise(&mut self, x: &Tensor, w: &Tensor) -> Result<Tensor>;
+    fn pointwise(&mut self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        super::ops::conv1x1(x, w)
+    }
     /// Batch norm with (γ, β).
     fn bn(&mut self, x: &Tensor, bn: &(Tensor, Tensor)) -> Result<Tensor>;
     /// Batch norm, then the activation `a` (ops that fuse the two override this).

@@ -9,7 +9,7 @@ use candle_nn::VarMap;
 
 use crate::rng::Rng;
 use crate::space::{Architecture, SearchSpace};
-use crate::supernet::ops::{batch_norm_train, conv1x1, conv2d_same, depthwise_conv2d};
+use crate::supernet::ops::batch_norm_train;
 use crate::supernet::{forward_with, PlainLayer, PlainOps, ProxyGeometry, Supernet, BN_EPS};
 
 /// Moving-average momentum of the BN statistics (tunas-spec §7).
@@ -239,21 +239,12 @@ enum BnMode<'a> {
     Eval { moving: &'a [(String, Moving)], next: usize },
 }
 
-/// The fast custom ops of the supernet with stateful BN.
+/// The fast custom ops of the supernet (the trait's default convolutions) with stateful BN.
 struct FastOps<'a> {
     bn: BnMode<'a>,
 }
 
 impl PlainOps for FastOps<'_> {
-    fn conv(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-        conv2d_same(x, w, stride)
-    }
-    fn depthwise(&mut self, x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-        depthwise_conv2d(x, w, stride)
-    }
-    fn pointwise(&mut self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
-        conv1x1(x, w)
-    }
     fn bn(&mut self, x: &Tensor, (g, b): &(Tensor, Tensor)) -> Result<Tensor> {
         match &mut self.bn {
             BnMode::Train(batch) => {
