@@ -18,23 +18,22 @@ use anyhow::{Context, Result};
 use candle_core::Device;
 
 use host::runs::{load_checkpoint, load_latency, set_vars};
-use host::search::{decision_infos, evaluate_one_shot, one_hot_selection, SearchConfig};
+use host::search::{
+    decision_infos, evaluate_one_shot, one_hot_selection, FinalReport, SearchConfig,
+};
 
 fn study(dir: &Path) -> Result<Vec<(f64, f64)>> {
     let cfg: SearchConfig = serde_json::from_str(
         &std::fs::read_to_string(dir.join("config.json"))
             .with_context(|| format!("{}/config.json", dir.display()))?,
     )?;
-    let fin: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("final.json"))?)?;
     let setup = cfg.setup()?;
     let ck = load_checkpoint(dir, &Device::Cpu)?;
     set_vars(setup.net.vars(), &ck.weights, &ck.weights_path)?;
     let model = load_latency(&cfg.latency, &setup.space)?;
     let infos = decision_infos(&setup.space);
-    let best: Vec<usize> = fin["indices"]
-        .as_str()
-        .context("final.json: indices")?
+    let best: Vec<usize> = FinalReport::load(dir)?
+        .indices
         .split(':')
         .map(|s| s.parse().context("index"))
         .collect::<Result<_>>()?;

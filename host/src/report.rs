@@ -85,32 +85,32 @@ fn search(dir: &Path) -> Result<String> {
         };
         let _ = writeln!(out, "**Not finished**: {done} of {} steps logged; continue with `tunas search --resume {}`.\n", cfg.steps, dir.display());
     } else {
-        let f: serde_json::Value = read_json(&final_path)?;
-        let num = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
+        let f = crate::search::FinalReport::load(dir)?;
         let _ = writeln!(out, "| | |\n|---|---|");
-        let _ = writeln!(out, "| Architecture | `{}` |", f["indices"].as_str().unwrap_or("?"));
+        let _ = writeln!(out, "| Architecture | `{}` |", f.indices);
         let _ = writeln!(
             out,
             "| T(α) | {:.2} ms ({:+.1}% from T0) |",
-            num("latency_ms"),
-            100.0 * num("latency_error")
+            f.latency_ms,
+            100.0 * f.latency_error
         );
         let _ = writeln!(
             out,
             "| One-shot validation accuracy | {} on {} images |",
-            pct(num("one_shot_validation_accuracy")),
-            f["validation_images"]
+            pct(f.one_shot_validation_accuracy),
+            f.validation_images
         );
-        let _ =
-            writeln!(out, "| Latency model | {} |\n", f["latency_model"].as_str().unwrap_or("?"));
-        let _ = writeln!(out, "Layers (op keys at 224×224):\n");
-        for l in f["layers"].as_array().into_iter().flatten() {
+        if let Some(p) = &f.policy {
             let _ = writeln!(
                 out,
-                "- {}: `{}`",
-                l["name"].as_str().unwrap_or("?"),
-                l["key"].as_str().unwrap_or("skipped")
+                "| Final policy | E[T] {:.2} ± {:.2} ms, entropy {:.1} nats, {} decisions with top p < 0.9 |",
+                p.expected_latency_ms, p.expected_latency_sd_ms, p.entropy, p.decisions_below_0_9
             );
+        }
+        let _ = writeln!(out, "| Latency model | {} |\n", f.latency_model);
+        let _ = writeln!(out, "Layers (op keys at 224×224):\n");
+        for l in &f.layers {
+            let _ = writeln!(out, "- {}: `{}`", l.name, l.key.as_deref().unwrap_or("skipped"));
         }
         out.push('\n');
     }

@@ -142,15 +142,14 @@ impl Cmd {
         match (outcome.stop, outcome.final_report) {
             (Stop::Finished, Some(report)) => {
                 println!("{}", serde_json::to_string_pretty(&report)?);
-                let f = |k: &str| report[k].as_f64().unwrap_or(f64::NAN);
                 eprintln!(
                     "search: done in {}: architecture {}\n  T(α) = {:.2} ms (target {:.1}, {:+.1}%), one-shot validation accuracy {:.2}%",
                     dir.display(),
-                    report["indices"].as_str().unwrap_or("?"),
-                    f("latency_ms"),
-                    f("target_ms"),
-                    100.0 * f("latency_error"),
-                    100.0 * f("one_shot_validation_accuracy"),
+                    report.indices,
+                    report.latency_ms,
+                    report.target_ms,
+                    100.0 * report.latency_error,
+                    100.0 * report.one_shot_validation_accuracy,
                 );
                 if let Some(device) = &self.verify_on {
                     let on = super::verify::On {

@@ -10,6 +10,7 @@
 
 pub mod controller;
 mod plot;
+mod report;
 mod run;
 mod verify;
 
@@ -18,6 +19,7 @@ pub use controller::{
     DecisionInfo, Draw, RewardKind, Update,
 };
 pub use plot::{line_svg, scatter_svg};
+pub use report::{FinalReport, LayerKey, PolicySummary};
 pub use run::{
     default_lr, default_rl_lr, delay_steps, evaluate_one_shot, read_steps, resume, start,
     Interrupt, Outcome, RunDir, SearchConfig, SearchSetup, SlopeStats, StepRecord, Stop,

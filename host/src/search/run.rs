@@ -14,6 +14,7 @@ use super::controller::{
     Draw, RewardKind,
 };
 use super::plot::line_svg;
+use super::report::{FinalReport, LayerKey, PolicySummary};
 use crate::data::{self, Batcher, Dataset, ImageSet};
 use crate::latency::LatencyModel;
 use crate::rng::Rng;
@@ -352,7 +353,7 @@ pub struct Outcome {
     /// Steps completed.
     pub steps_done: usize,
     /// The final report, when finished.
-    pub final_report: Option<serde_json::Value>,
+    pub final_report: Option<FinalReport>,
     /// The controller's logits at the stop.
     pub logits: Vec<Vec<f64>>,
 }
@@ -646,7 +647,7 @@ impl Session {
         Ok(self.outcome(Stop::Finished, Some(report)))
     }
 
-    fn outcome(&self, stop: Stop, final_report: Option<serde_json::Value>) -> Outcome {
+    fn outcome(&self, stop: Stop, final_report: Option<FinalReport>) -> Outcome {
         Outcome {
             stop,
             steps_done: self.step,
@@ -655,7 +656,7 @@ impl Session {
         }
     }
 
-    fn finish(&mut self) -> Result<serde_json::Value> {
+    fn finish(&mut self) -> Result<FinalReport> {
         let best = self.controller.argmax();
         let arch = self.arch(&best)?;
         let breakdown = self.model.breakdown(&arch)?;
@@ -668,49 +669,44 @@ impl Session {
             self.cfg.batch_size * self.cfg.validation_multiplier,
         )?;
         let resolved = self.space.resolve(&arch, DEPLOYMENT_RESOLUTION);
-        let layers: Vec<serde_json::Value> = resolved
+        let layers: Vec<LayerKey> = resolved
             .layers
             .iter()
-            .map(|l| {
-                serde_json::json!({
-                    "name": l.name,
-                    "key": l.key.as_ref().map(|k| k.to_string()),
-                })
-            })
+            .map(|l| LayerKey { name: l.name.clone(), key: l.key.as_ref().map(|k| k.to_string()) })
             .collect();
         let t = breakdown.total_ms;
         let (expected, expected_sd) =
             self.expected_latency(1000, &mut rng_for(self.cfg.seed, "expected-final", self.step))?;
         let top = self.controller.top_probs();
         let n = top.len().max(1) as f64;
-        let policy = serde_json::json!({
-            "expected_latency_ms": expected,
-            "expected_latency_sd_ms": expected_sd,
-            "argmax_latency_ms": t,
-            "entropy": self.controller.total_entropy(),
-            "mean_top_probability": top.iter().sum::<f64>() / n,
-            "min_top_probability": top.iter().copied().fold(1.0, f64::min),
-            "decisions_below_0_9": top.iter().filter(|&&p| p < 0.9).count(),
-            "top_probabilities": top,
-        });
-        let report = serde_json::json!({
-            "space": self.space.name,
-            "indices": arch.to_string(),
-            "architecture": self.space.arch_json(&arch),
-            "layers": layers,
-            "latency_model": self.model.describe(),
-            "latency_ms": t,
-            "target_ms": self.cfg.target_ms,
-            "latency_error": t / self.cfg.target_ms - 1.0,
-            "one_shot_validation_accuracy": val_acc,
-            "validation_images": self.val.len(),
-            "steps": self.step,
-            "rl_archs": self.cfg.rl_archs,
-            "policy": policy,
-            "q_slope_ln_t": self.slope.slope(),
-            "logits": self.controller.logits,
-        });
-        write_atomic(&self.dir.file("final.json"), &serde_json::to_string_pretty(&report)?)?;
+        let policy = PolicySummary {
+            expected_latency_ms: expected,
+            expected_latency_sd_ms: expected_sd,
+            argmax_latency_ms: t,
+            entropy: self.controller.total_entropy(),
+            mean_top_probability: top.iter().sum::<f64>() / n,
+            min_top_probability: top.iter().copied().fold(1.0, f64::min),
+            decisions_below_0_9: top.iter().filter(|&&p| p < 0.9).count(),
+            top_probabilities: top,
+        };
+        let report = FinalReport {
+            space: self.space.name.into(),
+            indices: arch.to_string(),
+            architecture: self.space.arch_json(&arch),
+            layers,
+            latency_model: self.model.describe(),
+            latency_ms: t,
+            target_ms: self.cfg.target_ms,
+            latency_error: t / self.cfg.target_ms - 1.0,
+            one_shot_validation_accuracy: val_acc,
+            validation_images: self.val.len(),
+            steps: self.step,
+            rl_archs: self.cfg.rl_archs,
+            policy: Some(policy),
+            q_slope_ln_t: self.slope.slope(),
+            logits: self.controller.logits.clone(),
+        };
+        report.save(&self.dir.path)?;
         write_atomic(&self.dir.file("architecture.txt"), &format!("{arch}\n"))?;
         self.plots()?;
         Ok(report)
@@ -895,7 +891,8 @@ mod tests {
             assert!(a.join(f).exists(), "{f} missing");
         }
         assert!(a.join("checkpoint/weights.safetensors").exists());
-        let t = report["latency_ms"].as_f64().unwrap();
+        let t = report.latency_ms;
+        assert_eq!(FinalReport::load(&a).unwrap(), report, "final.json reads back as written");
         assert!(t > 20.0 && t < 300.0, "T(α) = {t}");
         // A run directory that is not empty is refused.
         let e = start(tiny(8), &a, &Interrupt::default()).unwrap_err().to_string();

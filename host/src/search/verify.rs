@@ -58,18 +58,11 @@ pub fn verify(
             .with_context(|| format!("reading {}", cfg_path.display()))?,
     )
     .with_context(|| format!("parsing {}", cfg_path.display()))?;
-    let final_path = run.join("final.json");
-    let text = std::fs::read_to_string(&final_path)
-        .with_context(|| format!("reading {} (is the search finished?)", final_path.display()))?;
-    let report: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", final_path.display()))?;
-    let indices = report["indices"]
-        .as_str()
-        .with_context(|| format!("{}: no \"indices\" string", final_path.display()))?;
+    let report = super::FinalReport::load(run)?;
     let space = SearchSpace::by_name(&cfg.space)?;
     let arch = space
-        .parse_arch(indices)
-        .with_context(|| format!("{}: \"indices\"", final_path.display()))?;
+        .parse_arch(&report.indices)
+        .with_context(|| format!("{}: \"indices\"", run.join("final.json").display()))?;
     let model = load_latency(&cfg.latency, &space)?;
     let predicted_ms = model.latency_ms(&arch)?;
     let journal = run.join("verify.journal");

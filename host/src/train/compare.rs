@@ -141,7 +141,7 @@ fn search_repeat(cfg: &CompareConfig, dir: &Path, interrupt: &Interrupt) -> Resu
         return Ok(None);
     }
     let report = outcome.final_report.context("a finished search without a report")?;
-    let arch = report["indices"].as_str().context("final.json without indices")?.to_string();
+    let arch = report.indices;
     let steps: Vec<StepRecord> = search::read_steps(&dir.join("steps.jsonl"))?;
     let parent = dir.parent().unwrap_or(Path::new("."));
     let Some(final_result) =

@@ -129,12 +129,7 @@ pub fn search_run(dir: &Path) -> Result<SearchRun> {
             dir.display()
         );
     }
-    let report: serde_json::Value = read_json(&fpath)?;
-    let arch = report
-        .get("indices")
-        .and_then(|v| v.as_str())
-        .with_context(|| format!("{}: no \"indices\" string", fpath.display()))?
-        .to_string();
+    let arch = crate::search::FinalReport::load(dir)?.indices;
     Ok(SearchRun { dir: dir.into(), config, arch })
 }
 
