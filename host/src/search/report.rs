@@ -18,7 +18,7 @@ pub struct LayerKey {
 /// How decided the final policy is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicySummary {
-    /// E[T] over 1,000 samples of the final policy (ms).
+    /// E\[T\] over 1,000 samples of the final policy (ms).
     pub expected_latency_ms: f64,
     /// Their standard deviation (ms).
     pub expected_latency_sd_ms: f64,
