@@ -8,7 +8,7 @@ use std::time::Duration;
 use device_agent::engine::FakeEngine;
 use device_agent::measure::Placement;
 use host::device::memory::MemoryLink;
-use host::search::{verify, SearchConfig};
+use host::search::{verify, FinalReport, SearchConfig};
 use latency_tables::{Fingerprint, Method};
 
 fn agent(sessions: Arc<AtomicUsize>) -> MemoryLink {
@@ -46,7 +46,24 @@ fn a_found_network_is_measured_whole_and_compared_with_its_prediction() {
     assert!(format!("{err:#}").contains("is the search finished?"), "{err:#}");
 
     // proxylessnas-mobile: 84.416 ms by the Pixel 1 model.
-    std::fs::write(run.join("final.json"), r#"{"indices": "proxylessnas-mobile"}"#).unwrap();
+    let report = FinalReport {
+        space: "proxylessnas".into(),
+        indices: "proxylessnas-mobile".into(),
+        architecture: serde_json::Value::Null,
+        layers: vec![],
+        latency_model: "pixel1".into(),
+        latency_ms: 84.416,
+        target_ms: 84.0,
+        latency_error: 84.416 / 84.0 - 1.0,
+        one_shot_validation_accuracy: 0.5,
+        validation_images: 2000,
+        steps: 1000,
+        rl_archs: 4,
+        policy: None,
+        q_slope_ln_t: None,
+        logits: vec![],
+    };
+    report.save(run).unwrap();
     let sessions = Arc::new(AtomicUsize::new(0));
     let v = verify(run, &agent(sessions.clone()), &quick(), timeout).unwrap();
     assert_eq!(sessions.load(Ordering::SeqCst), 1);

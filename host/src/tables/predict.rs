@@ -207,6 +207,9 @@ pub struct KindModel {
     pub weights: Vec<f64>,
     /// Every fitted key with ln(measured / global fit).
     residuals: Vec<(OpKey, f64)>,
+    /// The least a prediction may be: a tenth of the fastest fitted key (a linear fit can go
+    /// negative outside the measured range; a latency cannot).
+    floor: f64,
 }
 
 impl KindModel {
@@ -218,11 +221,12 @@ impl KindModel {
         } else {
             least_squares(&x, y, |_| 1.0, f64::ln)?
         };
-        let mut m = KindModel { set, weights, residuals: Vec::new() };
+        let floor = 0.1 * y.iter().copied().fold(f64::INFINITY, f64::min);
+        let mut m = KindModel { set, weights, residuals: Vec::new(), floor };
         m.residuals = keys
             .iter()
             .zip(y)
-            .map(|(k, &yi)| ((*k).clone(), (yi / m.global(k)).ln()))
+            .map(|(k, &yi)| ((*k).clone(), (yi / m.global(k).max(m.floor)).ln()))
             .filter(|(_, r)| r.is_finite())
             .collect();
         Some(m)
@@ -258,7 +262,7 @@ impl KindModel {
             .iter()
             .fold((0.0, 0.0), |(n, d), (dist, r)| (n + r / (dist + 0.05), d + 1.0 / (dist + 0.05)));
         let carried = if den > 0.0 { num / den } else { 0.0 };
-        self.global(key) * carried.exp()
+        self.global(key).max(self.floor) * carried.exp()
     }
 }
 
