@@ -109,17 +109,18 @@ pub fn check_predicted(
     let check_out = std::path::PathBuf::from(name);
     profile(&sample, links, &check_out, opts)?;
     let check = latency_tables::LatencyTable::load(&check_out)?;
-    let mut abs: Vec<f64> = sample
+    use crate::tables::predict::{median_abs, rmspe};
+    let errors: Vec<f64> = sample
         .iter()
-        .filter_map(|k| Some((table.get(k)?.median / check.get(k)?.median - 1.0).abs()))
+        .filter_map(|k| Some(table.get(k)?.median / check.get(k)?.median - 1.0))
         .collect();
+    let mut abs: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
     abs.sort_by(f64::total_cmp);
-    let q = |p: f64| latency_tables::stats::quantile(&abs, p);
     Ok(PredictionCheck {
         table: check_out,
-        keys: abs.len(),
-        median_abs_error: q(0.5),
-        p90_abs_error: q(0.9),
-        rmspe: (abs.iter().map(|e| e * e).sum::<f64>() / abs.len().max(1) as f64).sqrt(),
+        keys: errors.len(),
+        median_abs_error: median_abs(&errors),
+        p90_abs_error: latency_tables::stats::quantile(&abs, 0.9),
+        rmspe: rmspe(&errors),
     })
 }

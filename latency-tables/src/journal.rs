@@ -22,6 +22,13 @@ use crate::stats::{median_ci, LatencyStats};
 use crate::table::{Entry, Failure, LatencyTable, Stopped};
 use crate::timing::Timing;
 
+/// [`Collected::converged`] of a key's entry.
+fn entry_converged(e: &Entry, method: &Method) -> bool {
+    e.passes.unwrap_or(0) >= method.min_passes.min(method.passes).max(1)
+        && e.median_ci_half_width().is_some_and(|h| h <= method.ci_target)
+        && e.pass_spread <= 2.0 * method.ci_target
+}
+
 /// One journal line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -50,7 +57,7 @@ pub enum Record {
         /// Throttling seen.
         throttled: bool,
         /// Re-measurements after a canary drift (older journals: 0).
-        #[serde(default, skip_serializing_if = "is_zero")]
+        #[serde(default, skip_serializing_if = "crate::is_zero")]
         redos: u32,
         /// The canary's drift at the check that released it (older journals: none).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,10 +72,6 @@ pub enum Record {
         /// Attempts made.
         attempts: u32,
     },
-}
-
-fn is_zero(v: &u32) -> bool {
-    *v == 0
 }
 
 impl Record {
@@ -331,7 +334,9 @@ impl Collected {
     /// The table entry of a key from all its passes, if it has any.
     pub fn entry(&self, key: &OpKey) -> Option<Entry> {
         let k = self.keys.get(key)?;
-        let all: Vec<f64> = k.passes.values().flat_map(|t| t.samples_us.iter().copied()).collect();
+        let mut all: Vec<f64> =
+            k.passes.values().flat_map(|t| t.samples_us.iter().copied()).collect();
+        all.sort_by(f64::total_cmp);
         let stats = LatencyStats::from_samples(&all)?;
         let mut medians: Vec<f64> =
             k.passes.values().filter(|t| !t.samples_us.is_empty()).map(Timing::median).collect();
@@ -341,10 +346,8 @@ impl Collected {
             _ => 0.0,
         };
         let throttled = k.passes.values().any(|t| t.throttled);
-        let mut sorted = all;
-        sorted.sort_by(f64::total_cmp);
         let mut e = Entry::new(key.clone(), stats, spread, throttled);
-        e.median_ci95 = median_ci(&sorted).map(|(lo, hi)| [lo, hi]);
+        e.median_ci95 = median_ci(&all).map(|(lo, hi)| [lo, hi]);
         e.passes = Some(k.passes.len() as u32);
         e.remeasured = k.passes.values().map(|t| t.redos).sum();
         e.canary_drift = k
@@ -359,16 +362,7 @@ impl Collected {
     /// interval of the median over all of them within `ci_target`, and the pass medians
     /// within twice that of each other. Always false for the fixed method.
     pub fn converged(&self, key: &OpKey, method: &Method) -> bool {
-        if !method.adaptive() {
-            return false;
-        }
-        let Some(k) = self.keys.get(key) else { return false };
-        if (k.passes.len() as u32) < method.min_passes.min(method.passes).max(1) {
-            return false;
-        }
-        let Some(e) = self.entry(key) else { return false };
-        let half = e.median_ci95.map(|[lo, hi]| (hi - lo) / (2.0 * e.median));
-        half.is_some_and(|h| h <= method.ci_target) && e.pass_spread <= 2.0 * method.ci_target
+        method.adaptive() && self.entry(key).is_some_and(|e| entry_converged(&e, method))
     }
 
     /// The table entry of a key measured by `method`: [`Collected::entry`] plus, for the
@@ -376,7 +370,7 @@ impl Collected {
     pub fn entry_by(&self, key: &OpKey, method: &Method) -> Option<Entry> {
         let mut e = self.entry(key)?;
         if method.adaptive() {
-            e.stopped = Some(if self.converged(key, method) {
+            e.stopped = Some(if entry_converged(&e, method) {
                 Stopped::Converged
             } else {
                 Stopped::MaxPasses

@@ -27,6 +27,11 @@ pub mod table;
 pub mod timing;
 pub mod wire;
 
+/// `skip_serializing_if` for counts that are absent when zero (older files read them as 0).
+pub(crate) fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
 pub use error::{BuildError, KeyError, MethodError, TableError};
 pub use meta::{Cluster, CpuInfo, Fingerprint, Method};
 pub use network::Network;

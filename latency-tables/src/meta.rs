@@ -235,6 +235,11 @@ pub struct Method {
 }
 
 impl Method {
+    /// Whether this is the adaptive method ([`Method::ci_target`] > 0).
+    pub fn adaptive(&self) -> bool {
+        self.ci_target > 0.0
+    }
+
     /// Checks every field against the limits listed on [`Method`]; the error names the field as
     /// its command-line flag, the allowed range and the value.
     pub fn check(&self) -> Result<(), MethodError> {
@@ -293,13 +298,6 @@ impl Default for Method {
             ci_target: 0.0,
             min_passes: 2,
         }
-    }
-}
-
-impl Method {
-    /// Whether this is the adaptive method ([`Method::ci_target`] > 0).
-    pub fn adaptive(&self) -> bool {
-        self.ci_target > 0.0
     }
 }
 

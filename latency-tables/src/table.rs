@@ -75,7 +75,7 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passes: Option<u32>,
     /// Re-measurements of this key's passes after a canary drift (a cool-down each).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::is_zero")]
     pub remeasured: u32,
     /// The largest canary drift (`median / baseline − 1`) at the checks that released this
     /// key's passes.
@@ -89,10 +89,6 @@ pub struct Entry {
     /// Why the adaptive method stopped measuring this key (absent for the fixed method).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stopped>,
-}
-
-fn is_zero(v: &u32) -> bool {
-    *v == 0
 }
 
 /// Why the adaptive method stopped measuring a key.
@@ -133,6 +129,11 @@ impl Entry {
         let stats =
             LatencyStats { n: 0, median: us, p10: us, p90: us, mean: us, std: 0.0, min: us };
         Entry { predicted: Some(error), ..Entry::new(key, stats, 0.0, false) }
+    }
+
+    /// The half-width of [`Entry::median_ci95`] as a fraction of the median.
+    pub fn median_ci_half_width(&self) -> Option<f64> {
+        self.median_ci95.map(|[lo, hi]| (hi - lo) / (2.0 * self.median))
     }
 
     /// Whether it was measured (not predicted).

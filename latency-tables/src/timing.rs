@@ -17,16 +17,12 @@ pub struct Timing {
     /// come back after the most re-measurements allowed.
     pub throttled: bool,
     /// Times it was measured again because the canary drifted (the earlier timings dropped).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::is_zero")]
     pub redos: u32,
     /// The canary's relative drift from its baseline, `median / baseline − 1`, at the check
     /// that released this measurement (`None` without a canary).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_drift: Option<f64>,
-}
-
-fn is_zero(v: &u32) -> bool {
-    *v == 0
 }
 
 impl Timing {

@@ -789,11 +789,6 @@ impl Supernet {
     fn extract_with(&self, indices: &[usize], detach: bool) -> Result<Vec<super::PlainLayer>> {
         use super::PlainLayer as P;
         let r = Read { detach };
-        let (narrow1, narrow2, plain_bn) = (
-            |w: &Var, n| r.narrow1(w, n),
-            |w: &Var, a, b| r.narrow2(w, a, b),
-            |b: &Bn, n| r.bn(b, n),
-        );
         let g = &self.geometry;
         let space = &self.space;
         let value = |d: usize| space.decisions[d].value(indices[d]);
@@ -807,8 +802,8 @@ impl Supernet {
                 Unit::Stem { kernels, kernel, stride, act } => {
                     let (w, b) = &kernels[kernel_index(*kernel)];
                     out.push(P::Conv {
-                        weight: narrow2(w, out_sel, in_sel)?,
-                        bn: plain_bn(b, out_sel)?,
+                        weight: r.narrow2(w, out_sel, in_sel)?,
+                        bn: r.bn(b, out_sel)?,
                         stride: *stride,
                         act: *act,
                     });
@@ -819,12 +814,12 @@ impl Supernet {
                     }
                     let b = &branches[kernel_index(*kernel)];
                     out.push(P::Sep {
-                        depthwise: narrow1(&b.dw, in_sel)?,
-                        dw_bn: plain_bn(&b.dw_bn, in_sel)?,
+                        depthwise: r.narrow1(&b.dw, in_sel)?,
+                        dw_bn: r.bn(&b.dw_bn, in_sel)?,
                         stride: *stride,
                         act: *act,
-                        project: narrow2(&b.proj, out_sel, in_sel)?,
-                        proj_bn: plain_bn(&b.proj_bn, out_sel)?,
+                        project: r.narrow2(&b.proj, out_sel, in_sel)?,
+                        proj_bn: r.bn(&b.proj_bn, out_sel)?,
                         residual: skip.is_some(),
                     });
                 }
@@ -853,32 +848,32 @@ impl Supernet {
                         Some((d, s)) if indices[*d] == 1 => {
                             let h = g.channels(se_hidden(e_full));
                             Some((
-                                narrow2(&s.w1, h, e)?,
-                                narrow1(&s.b1, h)?,
-                                narrow2(&s.w2, e, h)?,
-                                narrow1(&s.b2, e)?,
+                                r.narrow2(&s.w1, h, e)?,
+                                r.narrow1(&s.b1, h)?,
+                                r.narrow2(&s.w2, e, h)?,
+                                r.narrow1(&s.b2, e)?,
                             ))
                         }
                         _ => None,
                     };
                     out.push(P::Bottleneck {
-                        expand: narrow2(expand, e, in_sel)?,
-                        expand_bn: plain_bn(expand_bn, e)?,
-                        depthwise: narrow1(w, e)?,
-                        dw_bn: plain_bn(b, e)?,
+                        expand: r.narrow2(expand, e, in_sel)?,
+                        expand_bn: r.bn(expand_bn, e)?,
+                        depthwise: r.narrow1(w, e)?,
+                        dw_bn: r.bn(b, e)?,
                         stride: *stride,
                         act: *act,
                         se,
-                        project: narrow2(proj, out_sel, e)?,
-                        proj_bn: plain_bn(proj_bn, out_sel)?,
+                        project: r.narrow2(proj, out_sel, e)?,
+                        proj_bn: r.bn(proj_bn, out_sel)?,
                         residual: skip.is_some(),
                     });
                 }
                 Unit::Head { conv, norm, act, pool } => out.push(P::Head {
-                    weight: narrow2(conv, out_sel, in_sel)?,
+                    weight: r.narrow2(conv, out_sel, in_sel)?,
                     norm: match norm {
-                        HeadNorm::Bn(b) => super::HeadNorm::Bn(plain_bn(b, out_sel)?),
-                        HeadNorm::Bias(bias) => super::HeadNorm::Bias(narrow1(bias, out_sel)?),
+                        HeadNorm::Bn(b) => super::HeadNorm::Bn(r.bn(b, out_sel)?),
+                        HeadNorm::Bias(bias) => super::HeadNorm::Bias(r.narrow1(bias, out_sel)?),
                     },
                     act: *act,
                     pool: *pool,

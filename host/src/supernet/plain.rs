@@ -342,7 +342,6 @@ impl PlainLayer {
         Ok(out)
     }
 
-    /// The parts that end in a batch norm, in the order a forward pass calls them.
     /// The convolution kernels the L2 penalty covers (not BN, biases or the classifier).
     pub fn kernels(&self) -> Vec<&Tensor> {
         match self {
@@ -361,6 +360,7 @@ impl PlainLayer {
         }
     }
 
+    /// The parts that end in a batch norm, in the order a forward pass calls them.
     pub fn bn_parts(&self) -> &'static [&'static str] {
         match self {
             PlainLayer::Conv { .. } | PlainLayer::Head { norm: HeadNorm::Bn(_), .. } => &["conv"],

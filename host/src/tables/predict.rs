@@ -109,8 +109,9 @@ fn shape_logs(key: &OpKey) -> (Vec<f64>, Vec<f64>) {
             vec![ln(key.h), ln(key.cin), ln(key.cout), ln(key.expanded), ln(key.kernel)]
         }
         OpKind::SepConv => vec![ln(key.h), ln(key.cin), ln(key.cout), ln(key.kernel)],
-        OpKind::StemConv | OpKind::HeadConv => vec![ln(key.h), ln(key.cin), ln(key.cout)],
-        OpKind::GlobalPool | OpKind::Classifier => vec![ln(key.h), ln(key.cin), ln(key.cout)],
+        OpKind::StemConv | OpKind::HeadConv | OpKind::GlobalPool | OpKind::Classifier => {
+            vec![ln(key.h), ln(key.cin), ln(key.cout)]
+        }
     };
     let flags = vec![
         flag(key.stride == 2),
@@ -311,11 +312,13 @@ fn held_out(keys: &[&OpKey], y: &[f64], set: &'static str) -> Option<Vec<f64>> {
     errors.iter().all(|e| e.is_finite()).then_some(errors)
 }
 
-fn rmspe(errors: &[f64]) -> f64 {
+/// Root mean square of relative errors.
+pub fn rmspe(errors: &[f64]) -> f64 {
     (errors.iter().map(|e| e * e).sum::<f64>() / errors.len().max(1) as f64).sqrt()
 }
 
-fn median_abs(errors: &[f64]) -> f64 {
+/// Median |relative error|.
+pub fn median_abs(errors: &[f64]) -> f64 {
     let mut v: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
     v.sort_by(f64::total_cmp);
     latency_tables::stats::quantile(&v, 0.5)

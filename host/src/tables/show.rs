@@ -129,7 +129,7 @@ impl Summary {
                 median_ci_half_width: median_of(
                     table
                         .entries()
-                        .filter_map(|e| e.median_ci95.map(|[lo, hi]| (hi - lo) / (2.0 * e.median)))
+                        .filter_map(latency_tables::Entry::median_ci_half_width)
                         .collect(),
                 ),
             },
