@@ -56,7 +56,7 @@ fn latency_of_the_reference_models_with_the_pixel1_model() {
         ("proxylessnas-enlarged", "mobilenet-v2", "77.222"),
         ("proxylessnas-enlarged", "mnasnet-b1", "84.512"),
     ] {
-        let o = tunas(&["latency", "--space", space, "--arch", arch, "--model", "pixel1"]);
+        let o = tunas(&["latency", "--space", space, "--arch", arch, "--latency", "pixel1"]);
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(stdout(&o).trim(), expected, "{space} {arch}");
     }
@@ -225,7 +225,7 @@ fn measured_table_latency_and_missing_keys() {
         "proxylessnas",
         "--arch",
         "proxylessnas-mobile",
-        "--model",
+        "--latency",
         path.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(2));

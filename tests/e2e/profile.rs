@@ -395,7 +395,7 @@ fn costmodel_fit_eval_and_use_over_a_real_agent() {
     assert!(eval["within_10"].as_f64().is_some(), "{eval}");
     let o = tunas()
         .args(["latency", "--space", "proxylessnas", "--arch", "proxylessnas-mobile"])
-        .args(["--resolution", "64", "--model"])
+        .args(["--resolution", "64", "--latency"])
         .arg(&model)
         .output()
         .unwrap();
@@ -405,7 +405,7 @@ fn costmodel_fit_eval_and_use_over_a_real_agent() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("held-out RMSPE"));
     // At another resolution than it was fitted at, it is refused by name.
     let o = tunas()
-        .args(["latency", "--space", "proxylessnas", "--arch", "proxylessnas-mobile", "--model"])
+        .args(["latency", "--space", "proxylessnas", "--arch", "proxylessnas-mobile", "--latency"])
         .arg(&model)
         .output()
         .unwrap();

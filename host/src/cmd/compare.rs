@@ -5,35 +5,26 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::data::Dataset;
+use crate::run_loop::Stop;
 use crate::runs::read_json;
-use crate::search::{default_lr, default_rl_lr, RewardKind, SearchConfig, Stop};
-use crate::space::SearchSpace;
-use crate::train::compare::{self, equal_compute_steps, CompareConfig};
-use crate::train::random::RandomConfig;
+use crate::search::{default_rl_lr, RewardKind};
+use crate::study::compare::{self, equal_compute_steps, CompareConfig};
+use crate::study::random::RandomConfig;
 use crate::train::TrainConfig;
 
 /// Arguments of `tunas compare`.
 #[derive(Debug, Args)]
 pub struct Cmd {
-    /// Search space.
-    #[arg(long, default_value = "proxylessnas")]
-    space: String,
-    /// Latency model: `pixel1` (the paper's) or a measured table file.
-    #[arg(long, default_value = "pixel1")]
-    latency: String,
-    /// Latency target T0 in ms [default: the paper's target for the space].
-    #[arg(long, value_parser = super::values::LATENCY_MS)]
-    target_ms: Option<f64>,
+    #[command(flatten)]
+    training: super::options::Training,
+    #[command(flatten)]
+    target: super::options::Target,
     /// Repeats of each method.
     #[arg(long, default_value_t = 2, value_parser = super::values::count())]
     k: usize,
     /// Random-search candidates per repeat.
     #[arg(long, default_value_t = 20, value_parser = super::values::count())]
     n: usize,
-    /// Base seed (repeat r uses seed + r).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// TuNAS search steps per repeat.
     #[arg(long, default_value_t = crate::search::QUICK_STEPS,
           value_parser = super::values::steps())]
@@ -42,12 +33,6 @@ pub struct Cmd {
     #[arg(long, default_value_t = crate::search::controller::ABS_BETA, allow_hyphen_values = true,
           value_parser = super::values::BETA)]
     beta: f64,
-    /// Batch size of every training (search, candidates, final).
-    #[arg(long, default_value_t = 32, value_parser = super::values::batch_size())]
-    batch_size: usize,
-    /// Channel multiplier of every network.
-    #[arg(long, default_value_t = 0.25, value_parser = super::values::WIDTH_MULTIPLIER)]
-    width_multiplier: f64,
     /// Random search window half-width (ms).
     #[arg(long, default_value_t = 1.0, value_parser = super::values::LATENCY_MS)]
     tolerance_ms: f64,
@@ -58,12 +43,6 @@ pub struct Cmd {
     /// Stand-alone training of each result, in epochs of the training split.
     #[arg(long, default_value_t = 3.0, value_parser = super::values::EPOCHS)]
     final_epochs: f64,
-    /// Data: `fashion-mnist` (embedded subset) or a directory of IDX or CIFAR-10 binary files.
-    #[arg(long, default_value = "fashion-mnist")]
-    data: String,
-    /// Images held out of the training split for validation.
-    #[arg(long, default_value_t = 2000, value_parser = super::values::images())]
-    validation_size: usize,
     /// Random-search trainings run at a time.
     #[arg(long, default_value_t = 1, value_parser = super::values::jobs())]
     jobs: usize,
@@ -77,42 +56,34 @@ pub struct Cmd {
 
 impl Cmd {
     fn config(&self) -> Result<CompareConfig> {
-        let space = SearchSpace::by_name(&self.space)?;
+        let t = &self.training;
         if self.k == 0 || self.n == 0 || self.search_steps == 0 {
             anyhow::bail!("--k, --n and --search-steps must be positive");
         }
-        let target_ms = self.target_ms.unwrap_or(space.default_target_ms);
-        let mut search = SearchConfig::quick();
-        search.space = space.name.into();
-        search.latency = self.latency.clone();
+        let target_ms = self.target.ms(&t.space()?);
+        let mut search = t.search_config()?;
+        search.seed = 0;
         search.target_ms = target_ms;
         search.reward = RewardKind::Abs;
         search.beta = self.beta;
         search.steps = self.search_steps;
-        search.batch_size = self.batch_size;
-        search.width_multiplier = self.width_multiplier;
-        search.data = self.data.clone();
-        search.validation_size = self.validation_size;
-        search.lr = default_lr(self.batch_size);
         search.rl_lr = default_rl_lr(search.steps, search.delay());
         let mut train = TrainConfig::like_search(&search);
         let mut candidate = train.clone();
         candidate.steps = self
             .candidate_steps
-            .unwrap_or_else(|| equal_compute_steps(&search, self.n, self.batch_size));
-        let n_train =
-            crate::data::load(&self.data)?.train.len().saturating_sub(self.validation_size);
-        train.steps = train.steps_for_epochs(self.final_epochs, n_train);
+            .unwrap_or_else(|| equal_compute_steps(&search, self.n, t.batch_size));
+        train.steps = t.steps_for_epochs(self.final_epochs)?;
         Ok(CompareConfig {
             k: self.k,
-            seed: self.seed,
+            seed: t.seed,
             search,
             random: RandomConfig {
                 target_ms,
                 tolerance_ms: self.tolerance_ms,
                 n: self.n,
                 max_draws: 1_000_000,
-                seed: self.seed,
+                seed: t.seed,
                 train: candidate,
             },
             final_train: train,

@@ -5,7 +5,7 @@ use clap::Args;
 use crate::latency::load_model;
 use crate::space::SearchSpace;
 
-/// `tunas latency --space NAME --arch ARCH --model pixel1|TABLE.json`
+/// `tunas latency --space NAME --arch ARCH --latency pixel1|MODEL.json|TABLE.json`
 #[derive(Debug, Args)]
 pub struct Cmd {
     /// The search space.
@@ -15,9 +15,9 @@ pub struct Cmd {
     #[arg(long)]
     pub arch: String,
     /// `pixel1` (the paper's model), a fitted cost-model file (`tunas costmodel fit`) or a
-    /// latency table file.
-    #[arg(long, default_value = "pixel1")]
-    pub model: String,
+    /// latency table file (`--model` is the old name of this option).
+    #[arg(long, default_value = "pixel1", alias = "model")]
+    pub latency: String,
     /// Deployment resolution.
     #[arg(long, default_value_t = 224, value_parser = super::values::resolution())]
     pub resolution: u32,
@@ -58,7 +58,7 @@ impl Cmd {
         let mut out = stdout.lock();
         let space = SearchSpace::by_name(&self.space)?;
         let arch = space.parse_arch(&arch_text(&self.arch)?)?;
-        let model = load_model(&self.model, &space, self.resolution)?;
+        let model = load_model(&self.latency, &space, self.resolution)?;
         let b = model.breakdown(&arch)?;
         if self.json {
             let doc = serde_json::json!({

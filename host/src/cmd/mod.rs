@@ -4,6 +4,7 @@ pub mod compare;
 pub mod costmodel;
 pub mod export;
 pub mod latency;
+pub mod options;
 pub mod plan;
 pub mod profile;
 pub mod random;

@@ -5,25 +5,17 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::data::Dataset;
+use crate::run_loop::Stop;
 use crate::runs::read_json;
-use crate::search::Stop;
-use crate::space::SearchSpace;
-use crate::train::random::{self, RandomConfig};
-use crate::train::TrainConfig;
+use crate::study::random::{self, RandomConfig};
 
 /// Arguments of `tunas random-search`.
 #[derive(Debug, Args)]
 pub struct Cmd {
-    /// Search space.
-    #[arg(long, default_value = "proxylessnas")]
-    space: String,
-    /// Latency model: `pixel1` (the paper's) or a measured table file.
-    #[arg(long, default_value = "pixel1")]
-    latency: String,
-    /// Latency target T0 in ms [default: the paper's target for the space].
-    #[arg(long, value_parser = super::values::LATENCY_MS)]
-    target_ms: Option<f64>,
+    #[command(flatten)]
+    training: super::options::Training,
+    #[command(flatten)]
+    target: super::options::Target,
     /// Accept architectures with |T(α) − T0| ≤ this (ms).
     #[arg(long, default_value_t = 1.0, value_parser = super::values::LATENCY_MS)]
     tolerance_ms: f64,
@@ -40,21 +32,6 @@ pub struct Cmd {
     /// Training length of each candidate in steps instead of epochs.
     #[arg(long, value_parser = super::values::steps())]
     steps: Option<usize>,
-    /// Batch size.
-    #[arg(long, default_value_t = 32, value_parser = super::values::batch_size())]
-    batch_size: usize,
-    /// Channel multiplier.
-    #[arg(long, default_value_t = 0.25, value_parser = super::values::WIDTH_MULTIPLIER)]
-    width_multiplier: f64,
-    /// Seed of the draws and of every candidate's training.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Data: `fashion-mnist` (embedded subset) or a directory of IDX or CIFAR-10 binary files.
-    #[arg(long, default_value = "fashion-mnist")]
-    data: String,
-    /// Images held out of the training split for validation.
-    #[arg(long, default_value_t = 2000, value_parser = super::values::images())]
-    validation_size: usize,
     /// Trainings run at a time (they share the machine's cores).
     #[arg(long, default_value_t = 1, value_parser = super::values::jobs())]
     jobs: usize,
@@ -68,32 +45,21 @@ pub struct Cmd {
 
 impl Cmd {
     fn config(&self) -> Result<RandomConfig> {
-        let space = SearchSpace::by_name(&self.space)?;
-        let mut train = TrainConfig::new(space.name, "");
-        train.latency = self.latency.clone();
-        train.data = self.data.clone();
-        train.validation_size = self.validation_size;
-        train.width_multiplier = self.width_multiplier;
-        train.batch_size = self.batch_size;
-        train.seed = self.seed;
-        train.lr = 0.165 * self.batch_size as f64 / 256.0;
+        let t = &self.training;
+        let mut train = t.train_config("")?;
         train.steps = match self.steps {
             Some(s) => s,
-            None => {
-                let n =
-                    crate::data::load(&self.data)?.train.len().saturating_sub(self.validation_size);
-                train.steps_for_epochs(self.epochs, n)
-            }
+            None => t.steps_for_epochs(self.epochs)?,
         };
         if self.tolerance_ms.is_nan() || self.tolerance_ms <= 0.0 || self.n == 0 {
             anyhow::bail!("--tolerance-ms and --n must be positive");
         }
         Ok(RandomConfig {
-            target_ms: self.target_ms.unwrap_or(space.default_target_ms),
+            target_ms: self.target.ms(&t.space()?),
             tolerance_ms: self.tolerance_ms,
             n: self.n,
             max_draws: self.max_draws,
-            seed: self.seed,
+            seed: t.seed,
             train,
         })
     }

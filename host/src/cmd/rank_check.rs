@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::search::Stop;
-use crate::train::rank::{self, coefficient, RankConfig, MAX_DRAWS};
+use crate::run_loop::Stop;
+use crate::study::rank::{self, coefficient, RankConfig, MAX_DRAWS};
 
 /// Arguments of `tunas rank-check`.
 #[derive(Debug, Args)]

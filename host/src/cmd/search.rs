@@ -6,22 +6,15 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::search::{self, default_lr, default_rl_lr, Baseline, RewardKind, SearchConfig, Stop};
-use crate::space::SearchSpace;
+use crate::search::{self, default_rl_lr, Baseline, RewardKind, SearchConfig, Stop};
 
 /// Arguments of `tunas search`.
 #[derive(Debug, Args)]
 pub struct Cmd {
-    /// Search space.
-    #[arg(long, default_value = "proxylessnas")]
-    space: String,
-    /// Latency model: `pixel1` (the paper's) or a measured table file.
-    #[arg(long, default_value = "pixel1")]
-    latency: String,
-    /// Latency target T0 in ms [default: the paper's target for the space: 84, or 57 for
-    /// mobilenet-v3-like].
-    #[arg(long, value_parser = super::values::LATENCY_MS)]
-    target_ms: Option<f64>,
+    #[command(flatten)]
+    training: super::options::Training,
+    #[command(flatten)]
+    target: super::options::Target,
     /// Reward function.
     #[arg(long, value_enum, default_value = "abs")]
     reward: RewardKind,
@@ -34,21 +27,6 @@ pub struct Cmd {
     /// Search length in epochs of the training split instead of steps.
     #[arg(long, value_parser = super::values::EPOCHS)]
     epochs: Option<f64>,
-    /// Training batch size (the validation batch for Q is 4× this).
-    #[arg(long, default_value_t = 32, value_parser = super::values::batch_size())]
-    batch_size: usize,
-    /// Channel multiplier of the proxy supernet (T(α) is always for full width at 224×224).
-    #[arg(long, default_value_t = 0.25, value_parser = super::values::WIDTH_MULTIPLIER)]
-    width_multiplier: f64,
-    /// Seed of every random draw (weights, data order, policy samples).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Data: `fashion-mnist` (embedded subset) or a directory of IDX or CIFAR-10 binary files.
-    #[arg(long, default_value = "fashion-mnist")]
-    data: String,
-    /// Images held out of the training split for the validation batches.
-    #[arg(long, default_value_t = 2000, value_parser = super::values::images())]
-    validation_size: usize,
     /// Peak learning rate of the shared weights [default: 0.1·√(batch/32)].
     #[arg(long, value_parser = super::values::LEARNING_RATE)]
     lr: Option<f64>,
@@ -91,33 +69,21 @@ pub struct Cmd {
 
 impl Cmd {
     fn config(&self) -> Result<SearchConfig> {
-        let space = SearchSpace::by_name(&self.space)?;
-        let mut cfg = SearchConfig::quick();
-        cfg.space = space.name.into();
-        cfg.latency = self.latency.clone();
-        cfg.target_ms = self.target_ms.unwrap_or(space.default_target_ms);
+        let t = &self.training;
+        let mut cfg = t.search_config()?;
+        cfg.target_ms = self.target.ms(&t.space()?);
         cfg.reward = self.reward;
         cfg.beta = self.beta.unwrap_or_else(|| self.reward.default_beta());
-        cfg.batch_size = self.batch_size;
-        cfg.width_multiplier = self.width_multiplier;
-        cfg.seed = self.seed;
-        cfg.data = self.data.clone();
-        cfg.validation_size = self.validation_size;
         cfg.checkpoint_every = self.checkpoint_every;
         cfg.steps = match (self.steps, self.epochs) {
             (Some(s), _) => s,
-            (None, Some(e)) => {
-                let splits = crate::data::load(&self.data)?;
-                let n =
-                    crate::data::Dataset::len(&splits.train).saturating_sub(self.validation_size);
-                ((e * n as f64) / self.batch_size as f64).ceil() as usize
-            }
+            (None, Some(e)) => t.steps_for_epochs(e)?,
             (None, None) => cfg.steps,
         };
         cfg.rl_archs = self.rl_archs;
         cfg.baseline = self.baseline;
         cfg.min_delay_steps = self.min_delay_steps;
-        cfg.lr = self.lr.unwrap_or_else(|| default_lr(self.batch_size));
+        cfg.lr = self.lr.unwrap_or(cfg.lr);
         cfg.rl_lr = self.rl_lr.unwrap_or_else(|| default_rl_lr(cfg.steps, cfg.delay()));
         Ok(cfg)
     }

@@ -5,24 +5,18 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::data::Dataset;
-use crate::search::Stop;
-use crate::space::SearchSpace;
+use crate::run_loop::Stop;
 use crate::train::{self, TrainConfig};
 
 /// Arguments of `tunas train`.
 #[derive(Debug, Args)]
 pub struct Cmd {
-    /// Search space.
-    #[arg(long, default_value = "proxylessnas")]
-    space: String,
+    #[command(flatten)]
+    training: super::options::Training,
     /// Architecture: index string, JSON, file, or a reference name (`tunas space show`); or
     /// `@RUN_DIR` for the architecture a search run found.
     #[arg(long, required_unless_present = "resume")]
     arch: Option<String>,
-    /// Latency model used to report T(α): `pixel1` or a measured table file.
-    #[arg(long, default_value = "pixel1")]
-    latency: String,
     /// Training length in epochs of the training split.
     #[arg(long, default_value_t = 3.0, conflicts_with = "steps",
           value_parser = super::values::EPOCHS)]
@@ -30,21 +24,6 @@ pub struct Cmd {
     /// Training length in steps instead of epochs.
     #[arg(long, value_parser = super::values::steps())]
     steps: Option<usize>,
-    /// Batch size.
-    #[arg(long, default_value_t = 32, value_parser = super::values::batch_size())]
-    batch_size: usize,
-    /// Channel multiplier (as the search's proxy).
-    #[arg(long, default_value_t = 0.25, value_parser = super::values::WIDTH_MULTIPLIER)]
-    width_multiplier: f64,
-    /// Seed of the weights, the data order and the flips.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Data: `fashion-mnist` (embedded subset) or a directory of IDX or CIFAR-10 binary files.
-    #[arg(long, default_value = "fashion-mnist")]
-    data: String,
-    /// Images held out of the training split for validation.
-    #[arg(long, default_value_t = 2000, value_parser = super::values::images())]
-    validation_size: usize,
     /// Peak learning rate [default: 0.165·batch/256, the reference's].
     #[arg(long, value_parser = super::values::LEARNING_RATE)]
     lr: Option<f64>,
@@ -64,25 +43,15 @@ pub struct Cmd {
 
 impl Cmd {
     fn config(&self) -> Result<TrainConfig> {
-        let space = SearchSpace::by_name(&self.space)?;
+        let t = &self.training;
         let text = super::latency::arch_text(self.arch.as_deref().unwrap_or_default())?;
-        let arch = space.parse_arch(&text)?;
-        let mut cfg = TrainConfig::new(space.name, &arch.to_string());
-        cfg.latency = self.latency.clone();
-        cfg.data = self.data.clone();
-        cfg.validation_size = self.validation_size;
-        cfg.width_multiplier = self.width_multiplier;
-        cfg.batch_size = self.batch_size;
-        cfg.seed = self.seed;
+        let arch = t.space()?.parse_arch(&text)?;
+        let mut cfg = t.train_config(&arch.to_string())?;
         cfg.checkpoint_every = self.checkpoint_every;
-        cfg.lr = self.lr.unwrap_or(0.165 * self.batch_size as f64 / 256.0);
+        cfg.lr = self.lr.unwrap_or(cfg.lr);
         cfg.steps = match self.steps {
             Some(s) => s,
-            None => {
-                let n =
-                    crate::data::load(&self.data)?.train.len().saturating_sub(self.validation_size);
-                cfg.steps_for_epochs(self.epochs, n)
-            }
+            None => t.steps_for_epochs(self.epochs)?,
         };
         Ok(cfg)
     }

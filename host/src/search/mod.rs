@@ -9,7 +9,6 @@
 //! (seed, step, purpose), so a resumed run replays exactly what an uninterrupted one does.
 
 pub mod controller;
-mod plot;
 mod report;
 mod run;
 mod verify;
@@ -18,7 +17,6 @@ pub use controller::{
     decision_infos, one_hot_selection, rl_learning_rate, warmup_probability, Baseline, Controller,
     DecisionInfo, Draw, RewardKind, Update,
 };
-pub use plot::{line_svg, scatter_svg};
 pub use report::{FinalReport, LayerKey, PolicySummary};
 pub use run::{
     default_lr, default_rl_lr, delay_steps, evaluate_one_shot, read_steps, resume, start,

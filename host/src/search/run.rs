@@ -1,7 +1,6 @@
 //! One search run: configuration, the step loop, checkpoints, resume, final report.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,14 +12,15 @@ use super::controller::{
     decision_infos, one_hot_selection, rl_learning_rate, warmup_probability, Baseline, Controller,
     Draw, RewardKind,
 };
-use super::plot::line_svg;
 use super::report::{FinalReport, LayerKey, PolicySummary};
 use crate::data::{self, Batcher, Dataset, ImageSet};
 use crate::latency::LatencyModel;
+use crate::report::plot::line_svg;
 use crate::rng::Rng;
+use crate::run_loop::{self, Position, Stepped};
 use crate::runs::{
     create_run_dir, load_checkpoint, load_latency, read_lines, rng_for, save_checkpoint, set_vars,
-    trim_log, var_tensors, write_atomic, EpochOrder,
+    var_tensors, write_atomic, EpochOrder,
 };
 pub use crate::runs::{Interrupt, DEPLOYMENT_RESOLUTION};
 use crate::space::{Architecture, SearchSpace};
@@ -336,14 +336,7 @@ impl SlopeStats {
     }
 }
 
-/// Why a run stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// All steps done.
-    Finished,
-    /// Interrupted (Ctrl-C or a step limit); checkpointed at that step.
-    Interrupted,
-}
+pub use crate::run_loop::Stop;
 
 /// The result of [`start`] or [`resume`].
 #[derive(Debug, Clone, PartialEq)]
@@ -368,9 +361,6 @@ pub struct RunDir {
 impl RunDir {
     fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
-    }
-    fn checkpoint(&self) -> PathBuf {
-        self.file("checkpoint")
     }
 }
 
@@ -400,66 +390,53 @@ struct Session {
     warned_slope: bool,
 }
 
-impl Session {
-    fn new(cfg: SearchConfig, dir: RunDir) -> Result<Session> {
-        cfg.check()?;
-        let SearchSetup { space, train, val, batcher, net } = cfg.setup()?;
-        let model = load_latency(&cfg.latency, &space)?;
-        let device = net.device().clone();
-        let opt = RmsProp::new(net.vars())?;
-        let controller = Controller::new(decision_infos(&space));
-        let order = EpochOrder::new(cfg.seed, train.len());
-        Ok(Session {
-            cfg,
-            dir,
-            space,
-            model,
-            train,
-            val,
-            batcher,
-            net,
-            opt,
-            controller,
-            step: 0,
-            device,
-            order,
-            slope: SlopeStats::default(),
-            warned_slope: false,
-        })
-    }
+impl Stepped for Session {
+    type Record = StepRecord;
+    const COMMAND: &'static str = "search";
 
-    fn arch(&self, indices: &[usize]) -> Result<Architecture> {
-        Ok(self.space.check_arch(indices.to_vec())?)
+    fn dir(&self) -> &Path {
+        &self.dir.path
     }
-
-    fn latency(&self, indices: &[usize]) -> Result<f64> {
-        Ok(self.model.latency_ms(&self.arch(indices)?)?)
-    }
-
-    /// T(α) of a draw: under op warmup the mask-weighted cost where the model prices fractional
-    /// masks (the reference applies its linear model to the masks), else the effective choices.
-    fn priced(&self, draw: &Draw) -> Result<f64> {
-        if draw.replaced.iter().any(|&r| r) {
-            let masks: Vec<Vec<f64>> =
-                draw.weights.iter().map(|w| w.iter().map(|&v| f64::from(v)).collect()).collect();
-            if let Some(t) = self.model.masked_ms(&masks) {
-                return Ok(t);
-            }
+    fn position(&self) -> Position {
+        Position {
+            done: self.step,
+            total: self.cfg.steps,
+            checkpoint_every: self.cfg.checkpoint_every,
         }
-        self.latency(&draw.effective)
     }
-
-    /// Monte Carlo E[T] and its standard deviation under the current policy (no warmup).
-    fn expected_latency(&self, samples: usize, rng: &mut Rng) -> Result<(f64, f64)> {
-        let ts = (0..samples)
-            .map(|_| self.latency(&self.controller.draw(rng, 0.0).sampled))
-            .collect::<Result<Vec<f64>>>()?;
-        let n = ts.len().max(1) as f64;
-        let mean = ts.iter().sum::<f64>() / n;
-        let var = ts.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-        Ok((mean, var.sqrt()))
+    fn save(&self) -> Result<()> {
+        let state = CheckpointState {
+            step: self.step,
+            controller: self.controller.clone(),
+            slope: self.slope,
+        };
+        save_checkpoint(
+            &self.dir.path,
+            &var_tensors(self.net.vars())?,
+            &self.opt.state(),
+            &serde_json::to_string(&state)?,
+        )
     }
-
+    fn load(&mut self) -> Result<()> {
+        let ck = load_checkpoint(&self.dir.path, &self.device)?;
+        let state: CheckpointState = serde_json::from_str(&ck.state)
+            .with_context(|| format!("parsing {}", ck.state_path.display()))?;
+        set_vars(self.net.vars(), &ck.weights, &ck.weights_path)?;
+        self.opt
+            .load_state(&ck.optimizer)
+            .with_context(|| format!("{}", ck.weights_path.display()))?;
+        if state.controller.decisions != self.controller.decisions {
+            bail!(
+                "{}: the controller does not match the space {}",
+                ck.state_path.display(),
+                self.space.name
+            );
+        }
+        self.controller = state.controller;
+        self.step = state.step;
+        self.slope = state.slope;
+        Ok(())
+    }
     /// One step; `Ok(None)` when the loss is not finite (nothing is updated).
     fn step(&mut self) -> Result<Option<StepRecord>> {
         let t0 = Instant::now();
@@ -560,91 +537,89 @@ impl Session {
             q_slope,
         }))
     }
-
-    fn save_checkpoint(&self) -> Result<()> {
-        let state = CheckpointState {
-            step: self.step,
-            controller: self.controller.clone(),
-            slope: self.slope,
-        };
-        save_checkpoint(
-            &self.dir.path,
-            &var_tensors(self.net.vars())?,
-            &self.opt.state(),
-            &serde_json::to_string(&state)?,
+    fn step_of(record: &StepRecord) -> usize {
+        record.step
+    }
+    fn summary(rec: &StepRecord) -> String {
+        format!(
+            "loss {:.3} Q {:.3} T {:.1} ms argmax T {:.1} ms H {:.1}",
+            rec.loss,
+            rec.q,
+            rec.latency_ms,
+            rec.argmax_ms.unwrap_or(f64::NAN),
+            rec.policy_entropy.unwrap_or(f64::NAN)
         )
     }
+}
 
-    fn load_checkpoint(&mut self) -> Result<()> {
-        let ck = load_checkpoint(&self.dir.path, &self.device)?;
-        let state: CheckpointState = serde_json::from_str(&ck.state)
-            .with_context(|| format!("parsing {}", ck.state_path.display()))?;
-        set_vars(self.net.vars(), &ck.weights, &ck.weights_path)?;
-        self.opt
-            .load_state(&ck.optimizer)
-            .with_context(|| format!("{}", ck.weights_path.display()))?;
-        if state.controller.decisions != self.controller.decisions {
-            bail!(
-                "{}: the controller does not match the space {}",
-                ck.state_path.display(),
-                self.space.name
-            );
+impl Session {
+    fn new(cfg: SearchConfig, dir: RunDir) -> Result<Session> {
+        cfg.check()?;
+        let SearchSetup { space, train, val, batcher, net } = cfg.setup()?;
+        let model = load_latency(&cfg.latency, &space)?;
+        let device = net.device().clone();
+        let opt = RmsProp::new(net.vars())?;
+        let controller = Controller::new(decision_infos(&space));
+        let order = EpochOrder::new(cfg.seed, train.len());
+        Ok(Session {
+            cfg,
+            dir,
+            space,
+            model,
+            train,
+            val,
+            batcher,
+            net,
+            opt,
+            controller,
+            step: 0,
+            device,
+            order,
+            slope: SlopeStats::default(),
+            warned_slope: false,
+        })
+    }
+
+    fn arch(&self, indices: &[usize]) -> Result<Architecture> {
+        Ok(self.space.check_arch(indices.to_vec())?)
+    }
+
+    fn latency(&self, indices: &[usize]) -> Result<f64> {
+        Ok(self.model.latency_ms(&self.arch(indices)?)?)
+    }
+
+    /// T(α) of a draw: under op warmup the mask-weighted cost where the model prices fractional
+    /// masks (the reference applies its linear model to the masks), else the effective choices.
+    fn priced(&self, draw: &Draw) -> Result<f64> {
+        if draw.replaced.iter().any(|&r| r) {
+            let masks: Vec<Vec<f64>> =
+                draw.weights.iter().map(|w| w.iter().map(|&v| f64::from(v)).collect()).collect();
+            if let Some(t) = self.model.masked_ms(&masks) {
+                return Ok(t);
+            }
         }
-        self.controller = state.controller;
-        self.step = state.step;
-        self.slope = state.slope;
-        Ok(())
+        self.latency(&draw.effective)
+    }
+
+    /// Monte Carlo E[T] and its standard deviation under the current policy (no warmup).
+    fn expected_latency(&self, samples: usize, rng: &mut Rng) -> Result<(f64, f64)> {
+        let ts = (0..samples)
+            .map(|_| self.latency(&self.controller.draw(rng, 0.0).sampled))
+            .collect::<Result<Vec<f64>>>()?;
+        let n = ts.len().max(1) as f64;
+        let mean = ts.iter().sum::<f64>() / n;
+        let var = ts.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        Ok((mean, var.sqrt()))
     }
 
     fn run(&mut self, interrupt: &Interrupt) -> Result<Outcome> {
-        let steps_path = self.dir.file("steps.jsonl");
-        let mut log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&steps_path)
-            .with_context(|| format!("opening {}", steps_path.display()))?;
-        let mut progress =
-            console::Progress::new("search", self.cfg.steps as u64, self.step as u64);
-        let mut last_saved = self.step;
-        while self.step < self.cfg.steps {
-            if interrupt.due(self.step) {
-                self.save_checkpoint()?;
-                eprintln!(
-                    "search: interrupted; checkpoint at step {} in {} (continue with `tunas search --resume {}`)",
-                    self.step,
-                    self.dir.checkpoint().display(),
-                    self.dir.path.display()
-                );
-                return Ok(self.outcome(Stop::Interrupted, None));
-            }
-            let Some(rec) = self.step()? else {
-                bail!(
-                    "step {}: the training loss is not finite (NaN or ∞); the run stopped. The last good checkpoint (step {last_saved}) is kept in {}; lower --lr and start again",
-                    self.step,
-                    self.dir.checkpoint().display()
-                );
-            };
-            writeln!(log, "{}", serde_json::to_string(&rec)?)?;
-            log.flush()?;
-            progress.advance(
-                1,
-                &format!(
-                    "loss {:.3} Q {:.3} T {:.1} ms argmax T {:.1} ms H {:.1}",
-                    rec.loss,
-                    rec.q,
-                    rec.latency_ms,
-                    rec.argmax_ms.unwrap_or(f64::NAN),
-                    rec.policy_entropy.unwrap_or(f64::NAN)
-                ),
-            );
-            if self.step % self.cfg.checkpoint_every == 0 && self.step < self.cfg.steps {
-                self.save_checkpoint()?;
-                last_saved = self.step;
+        match run_loop::drive(self, interrupt)? {
+            Stop::Interrupted => Ok(self.outcome(Stop::Interrupted, None)),
+            Stop::Finished => {
+                let report = self.finish()?;
+                Ok(self.outcome(Stop::Finished, Some(report)))
             }
         }
-        self.save_checkpoint()?;
-        let report = self.finish()?;
-        Ok(self.outcome(Stop::Finished, Some(report)))
     }
 
     fn outcome(&self, stop: Stop, final_report: Option<FinalReport>) -> Outcome {
@@ -814,7 +789,7 @@ pub fn start(cfg: SearchConfig, dir: &Path, interrupt: &Interrupt) -> Result<Out
         session.cfg.steps,
         session.cfg.batch_size
     );
-    session.save_checkpoint()?;
+    session.save()?;
     session.run(interrupt)
 }
 
@@ -827,11 +802,7 @@ pub fn resume(dir: &Path, interrupt: &Interrupt) -> Result<Outcome> {
     let cfg: SearchConfig =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", cpath.display()))?;
     let mut session = Session::new(cfg, run)?;
-    session.load_checkpoint()?;
-    // Steps logged after the checkpoint will be run again: drop them from the log.
-    let done = session.step;
-    trim_log(&session.dir.file("steps.jsonl"), |r: &StepRecord| r.step < done)?;
-    eprintln!("search: resuming {} at step {}/{}", dir.display(), session.step, session.cfg.steps);
+    run_loop::restore(&mut session)?;
     session.run(interrupt)
 }
 

@@ -4,8 +4,6 @@
 //! Run directory: `config.json`, `steps.jsonl`, `checkpoint/` (weights + moving BN statistics,
 //! RMSProp slots, step), `result.json`, `loss.svg`.
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -15,14 +13,14 @@ use serde::{Deserialize, Serialize};
 
 use super::StandaloneNet;
 use crate::data::{self, Batcher, Dataset, ImageSet};
+use crate::report::plot::line_svg;
 use crate::rng::Rng;
+use crate::run_loop::{self, Position, Stepped, Stop};
 pub use crate::runs::read_lines;
 use crate::runs::{
-    create_run_dir, load_checkpoint, load_latency, read_json, rng_for, save_checkpoint, trim_log,
+    create_run_dir, load_checkpoint, load_latency, read_json, rng_for, save_checkpoint,
     write_atomic, EpochOrder, Interrupt,
 };
-use crate::search::line_svg;
-use crate::search::Stop;
 use crate::space::{Architecture, SearchSpace};
 use crate::supernet::{accuracy, cosine_lr, smoothed_cross_entropy, ProxyGeometry, RmsProp};
 
@@ -62,6 +60,16 @@ pub struct TrainConfig {
     pub eval_batch: usize,
 }
 
+/// The reference's stand-alone learning rate at batch size `batch`: 0.165 · batch / 256.
+pub fn reference_lr(batch: usize) -> f64 {
+    0.165 * batch as f64 / 256.0
+}
+
+/// Steps for `epochs` passes over `train_images` at batch size `batch` (rounded, at least one).
+pub fn steps_for_epochs(epochs: f64, train_images: usize, batch: usize) -> usize {
+    ((epochs * train_images as f64 / batch as f64).round() as usize).max(1)
+}
+
 impl TrainConfig {
     /// The defaults for `arch` of `space`: embedded Fashion-MNIST, 2,000 held out, width ×0.25,
     /// 3 epochs of batch 32 over 8,000 images, the reference learning rate scaled to the batch.
@@ -75,7 +83,7 @@ impl TrainConfig {
             width_multiplier: 0.25,
             steps: 750,
             batch_size: 32,
-            lr: 0.165 * 32.0 / 256.0,
+            lr: reference_lr(32),
             lr_warmup_fraction: 0.025,
             weight_decay: 4e-5,
             label_smoothing: 0.1,
@@ -102,7 +110,7 @@ impl TrainConfig {
 
     /// Steps for `epochs` passes over `train_images` at this batch size (at least one).
     pub fn steps_for_epochs(&self, epochs: f64, train_images: usize) -> usize {
-        ((epochs * train_images as f64 / self.batch_size as f64).round() as usize).max(1)
+        steps_for_epochs(epochs, train_images, self.batch_size)
     }
 
     fn check(&self) -> Result<()> {
@@ -210,6 +218,79 @@ pub fn geometry_of(train: &ImageSet, batcher: &Batcher, width_multiplier: f64) -
     }
 }
 
+impl Stepped for Trainer {
+    type Record = TrainStep;
+    const COMMAND: &'static str = "train";
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+    fn position(&self) -> Position {
+        Position {
+            done: self.step,
+            total: self.cfg.steps,
+            checkpoint_every: self.cfg.checkpoint_every,
+        }
+    }
+    fn save(&self) -> Result<()> {
+        save_checkpoint(
+            &self.dir,
+            &self.net.state()?,
+            &self.opt.state(),
+            &serde_json::to_string(&State { step: self.step })?,
+        )
+    }
+    fn load(&mut self) -> Result<()> {
+        let ck = load_checkpoint(&self.dir, &self.device)?;
+        let state: State = serde_json::from_str(&ck.state)
+            .with_context(|| format!("parsing {}", ck.state_path.display()))?;
+        self.net.load_state(&ck.weights, &ck.weights_path)?;
+        self.opt
+            .load_state(&ck.optimizer)
+            .with_context(|| ck.weights_path.display().to_string())?;
+        self.step = state.step;
+        Ok(())
+    }
+    fn step(&mut self) -> Result<Option<TrainStep>> {
+        let t0 = Instant::now();
+        let cfg = &self.cfg;
+        let idx = self.order.indices(self.step, cfg.batch_size);
+        let mut flip = rng_for(cfg.seed, "flip", self.step);
+        let (x, y) = self.batcher.batch(&self.train, &idx, Some(&mut flip), &self.device)?;
+        let (logits, l2, stats) = self.net.forward_train(&x)?;
+        let ce = smoothed_cross_entropy(&logits, &y, cfg.label_smoothing)?;
+        let loss = (ce + (l2 * (cfg.weight_decay / 2.0))?)?;
+        let loss_value = f64::from(loss.to_scalar::<f32>()?);
+        if !loss_value.is_finite() {
+            return Ok(None);
+        }
+        let acc = accuracy(&logits, &y)?;
+        let grads = loss.backward()?;
+        let warm = (cfg.lr_warmup_fraction * cfg.steps as f64) as usize;
+        let lr = cosine_lr(cfg.lr, self.step, warm, cfg.steps);
+        self.opt.step(&grads, lr)?;
+        self.net.update_moving(&stats, self.step)?;
+        let rec = TrainStep {
+            step: self.step,
+            loss: loss_value,
+            accuracy: acc,
+            lr,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        self.step += 1;
+        Ok(Some(rec))
+    }
+    fn step_of(record: &TrainStep) -> usize {
+        record.step
+    }
+    fn summary(rec: &TrainStep) -> String {
+        format!("loss {:.3} acc {:.3}", rec.loss, rec.accuracy)
+    }
+    fn label(&self) -> String {
+        format!("train {}", self.dir.file_name().map_or("", |s| s.to_str().unwrap_or("")))
+    }
+}
+
 impl Trainer {
     fn new(cfg: TrainConfig, dir: &Path) -> Result<Trainer> {
         cfg.check()?;
@@ -247,101 +328,16 @@ impl Trainer {
         &self.net
     }
 
-    fn save(&self) -> Result<()> {
-        save_checkpoint(
-            &self.dir,
-            &self.net.state()?,
-            &self.opt.state(),
-            &serde_json::to_string(&State { step: self.step })?,
-        )
-    }
-
-    fn load(&mut self) -> Result<()> {
-        let ck = load_checkpoint(&self.dir, &self.device)?;
-        let state: State = serde_json::from_str(&ck.state)
-            .with_context(|| format!("parsing {}", ck.state_path.display()))?;
-        self.net.load_state(&ck.weights, &ck.weights_path)?;
-        self.opt
-            .load_state(&ck.optimizer)
-            .with_context(|| ck.weights_path.display().to_string())?;
-        self.step = state.step;
-        Ok(())
-    }
-
-    fn one_step(&mut self) -> Result<Option<TrainStep>> {
-        let t0 = Instant::now();
-        let cfg = &self.cfg;
-        let idx = self.order.indices(self.step, cfg.batch_size);
-        let mut flip = rng_for(cfg.seed, "flip", self.step);
-        let (x, y) = self.batcher.batch(&self.train, &idx, Some(&mut flip), &self.device)?;
-        let (logits, l2, stats) = self.net.forward_train(&x)?;
-        let ce = smoothed_cross_entropy(&logits, &y, cfg.label_smoothing)?;
-        let loss = (ce + (l2 * (cfg.weight_decay / 2.0))?)?;
-        let loss_value = f64::from(loss.to_scalar::<f32>()?);
-        if !loss_value.is_finite() {
-            return Ok(None);
-        }
-        let acc = accuracy(&logits, &y)?;
-        let grads = loss.backward()?;
-        let warm = (cfg.lr_warmup_fraction * cfg.steps as f64) as usize;
-        let lr = cosine_lr(cfg.lr, self.step, warm, cfg.steps);
-        self.opt.step(&grads, lr)?;
-        self.net.update_moving(&stats, self.step)?;
-        let rec = TrainStep {
-            step: self.step,
-            loss: loss_value,
-            accuracy: acc,
-            lr,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        self.step += 1;
-        Ok(Some(rec))
-    }
-
     /// Top-1 accuracy with the moving statistics on a whole split.
     pub fn evaluate(&self, set: &ImageSet) -> Result<f64> {
         evaluate(&self.net, set, &self.batcher, self.cfg.eval_batch)
     }
 
     fn run(&mut self, interrupt: &Interrupt) -> Result<(Stop, Option<TrainResult>)> {
-        let steps_path = self.dir.join("steps.jsonl");
-        let mut log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&steps_path)
-            .with_context(|| format!("opening {}", steps_path.display()))?;
-        let label =
-            format!("train {}", self.dir.file_name().map_or("", |s| s.to_str().unwrap_or("")));
-        let mut progress = console::Progress::new(&label, self.cfg.steps as u64, self.step as u64);
-        let mut last_saved = self.step;
-        while self.step < self.cfg.steps {
-            if interrupt.due(self.step) {
-                self.save()?;
-                eprintln!(
-                    "train: interrupted; checkpoint at step {} in {} (continue with `tunas train --resume {}`)",
-                    self.step,
-                    self.dir.join("checkpoint").display(),
-                    self.dir.display()
-                );
-                return Ok((Stop::Interrupted, None));
-            }
-            let Some(rec) = self.one_step()? else {
-                bail!(
-                    "step {}: the training loss is not finite (NaN or ∞); the run stopped. The last good checkpoint (step {last_saved}) is kept in {}; lower --lr and start again",
-                    self.step,
-                    self.dir.join("checkpoint").display()
-                );
-            };
-            writeln!(log, "{}", serde_json::to_string(&rec)?)?;
-            log.flush()?;
-            progress.advance(1, &format!("loss {:.3} acc {:.3}", rec.loss, rec.accuracy));
-            if self.step % self.cfg.checkpoint_every == 0 && self.step < self.cfg.steps {
-                self.save()?;
-                last_saved = self.step;
-            }
+        match run_loop::drive(self, interrupt)? {
+            Stop::Interrupted => Ok((Stop::Interrupted, None)),
+            Stop::Finished => Ok((Stop::Finished, Some(self.finish()?))),
         }
-        self.save()?;
-        Ok((Stop::Finished, Some(self.finish()?)))
     }
 
     fn finish(&self) -> Result<TrainResult> {
@@ -446,10 +442,7 @@ pub fn resume(dir: &Path, interrupt: &Interrupt) -> Result<TrainOutcome> {
         });
     }
     let mut t = Trainer::new(cfg, dir)?;
-    t.load()?;
-    let done = t.step;
-    trim_log(&dir.join("steps.jsonl"), |r: &TrainStep| r.step < done)?;
-    eprintln!("train: resuming {} at step {}/{}", dir.display(), t.step, t.cfg.steps);
+    run_loop::restore(&mut t)?;
     let (stop, result) = t.run(interrupt)?;
     Ok(TrainOutcome { stop, steps_done: t.step, result })
 }

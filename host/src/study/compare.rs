@@ -15,9 +15,11 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::random::{self, RandomConfig};
-use super::run::{run_or_resume, TrainConfig, TrainResult};
+use crate::report::plot::scatter_svg;
+use crate::run_loop::Stop;
 use crate::runs::{create_run_dir, read_json, write_atomic, Interrupt};
-use crate::search::{self, scatter_svg, SearchConfig, StepRecord, Stop};
+use crate::search::{self, SearchConfig, StepRecord};
+use crate::train::{run_or_resume, TrainConfig, TrainResult};
 
 /// Everything that defines a comparison; written to `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

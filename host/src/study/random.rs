@@ -13,11 +13,11 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::run::{run_or_resume, TrainConfig, TrainResult};
 use crate::rng::Rng;
+use crate::run_loop::Stop;
 use crate::runs::{create_run_dir, load_latency, read_json, write_atomic, Interrupt};
-use crate::search::Stop;
 use crate::space::SearchSpace;
+use crate::train::{run_or_resume, TrainConfig, TrainResult};
 
 /// Everything that defines a random search; written to `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,8 @@
 //! `tunas report`: any run directory (search, stand-alone training, random search, comparison)
 //! as Markdown with its plots, written to `RUN_DIR/report.md` (image links are relative to it).
 
+pub mod plot;
+
 use std::fmt::Write;
 use std::path::Path;
 
@@ -8,8 +10,8 @@ use anyhow::{bail, Result};
 
 use crate::runs::read_json;
 use crate::search::{read_steps, SearchConfig};
-use crate::train::compare::{markdown, Comparison};
-use crate::train::random::{Candidates, RandomConfig, RandomResult};
+use crate::study::compare::{markdown, Comparison};
+use crate::study::random::{Candidates, RandomConfig, RandomResult};
 use crate::train::{read_lines, TrainConfig, TrainResult, TrainStep};
 
 /// What kind of run a directory holds.

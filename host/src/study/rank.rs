@@ -16,17 +16,18 @@ use std::sync::atomic::Ordering;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::run::{run_or_resume, TrainConfig, TrainResult};
 use crate::data::{self, Batcher, Dataset, ImageSet};
 use crate::latency::LatencyModel;
+use crate::report::plot::scatter_svg;
 use crate::rng::Rng;
+use crate::run_loop::Stop;
 use crate::runs::{load_checkpoint, load_latency, read_json, set_vars, write_atomic, Interrupt};
 use crate::search::{
-    decision_infos, evaluate_one_shot, one_hot_selection, scatter_svg, DecisionInfo, SearchConfig,
-    SearchSetup, Stop,
+    decision_infos, evaluate_one_shot, one_hot_selection, DecisionInfo, SearchConfig, SearchSetup,
 };
 use crate::space::{Architecture, SearchSpace};
 use crate::supernet::Supernet;
+use crate::train::{run_or_resume, TrainConfig, TrainResult};
 
 /// Draws of the rejection sampler before a window is declared (practically) empty.
 pub const MAX_DRAWS: usize = 1_000_000;

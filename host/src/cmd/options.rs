@@ -1,0 +1,168 @@
+//! Option groups shared by the training commands (`search`, `train`, `random-search`,
+//! `compare`), declared once and flattened into each command's arguments.
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::search::SearchConfig;
+use crate::space::SearchSpace;
+use crate::train::TrainConfig;
+
+/// What a run trains and on what: the space, the latency model that prices it, the data and its
+/// held-out split, the proxy network's geometry and the seed.
+#[derive(Debug, Clone, Args)]
+pub struct Training {
+    /// Search space.
+    #[arg(long, default_value = "proxylessnas")]
+    pub space: String,
+    /// Latency model: `pixel1` (the paper's), a fitted cost-model file (`tunas costmodel fit`)
+    /// or a measured latency table file.
+    #[arg(long, default_value = "pixel1", alias = "model")]
+    pub latency: String,
+    /// Data: `fashion-mnist` (embedded subset) or a directory of IDX or CIFAR-10 binary files.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub data: String,
+    /// Images held out of the training split for validation.
+    #[arg(long, default_value_t = 2000, value_parser = super::values::images())]
+    pub validation_size: usize,
+    /// Training batch size (a search's validation batch for Q is 4× this).
+    #[arg(long, default_value_t = 32, value_parser = super::values::batch_size())]
+    pub batch_size: usize,
+    /// Channel multiplier of the proxy networks (T(α) is always for full width at 224×224).
+    #[arg(long, default_value_t = 0.25, value_parser = super::values::WIDTH_MULTIPLIER)]
+    pub width_multiplier: f64,
+    /// Seed of every random draw (weights, data order, flips, sampled architectures); repeat r
+    /// of a comparison uses seed + r.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl Training {
+    /// The named space.
+    pub fn space(&self) -> Result<SearchSpace> {
+        Ok(SearchSpace::by_name(&self.space)?)
+    }
+
+    /// Images in the training split once the validation images are held out.
+    pub fn train_images(&self) -> Result<usize> {
+        Ok(crate::data::Dataset::len(&crate::data::load(&self.data)?.train)
+            .saturating_sub(self.validation_size))
+    }
+
+    /// Steps for `epochs` passes over the training split at this batch size (at least one).
+    pub fn steps_for_epochs(&self, epochs: f64) -> Result<usize> {
+        Ok(crate::train::steps_for_epochs(epochs, self.train_images()?, self.batch_size))
+    }
+
+    /// A search configuration of these settings (the quick defaults otherwise).
+    pub fn search_config(&self) -> Result<SearchConfig> {
+        let space = self.space()?;
+        Ok(SearchConfig {
+            space: space.name.into(),
+            latency: self.latency.clone(),
+            target_ms: space.default_target_ms,
+            data: self.data.clone(),
+            validation_size: self.validation_size,
+            batch_size: self.batch_size,
+            width_multiplier: self.width_multiplier,
+            seed: self.seed,
+            lr: crate::search::default_lr(self.batch_size),
+            ..SearchConfig::quick()
+        })
+    }
+
+    /// A stand-alone training configuration of `arch` with these settings (the reference
+    /// learning rate at this batch size, the defaults otherwise).
+    pub fn train_config(&self, arch: &str) -> Result<TrainConfig> {
+        let space = self.space()?;
+        Ok(TrainConfig {
+            latency: self.latency.clone(),
+            data: self.data.clone(),
+            validation_size: self.validation_size,
+            batch_size: self.batch_size,
+            width_multiplier: self.width_multiplier,
+            seed: self.seed,
+            lr: crate::train::reference_lr(self.batch_size),
+            ..TrainConfig::new(space.name, arch)
+        })
+    }
+}
+
+/// The latency target of a search or a random search.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Latency target T0 in ms [default: the paper's target for the space: 84, or 57 for
+    /// mobilenet-v3-like].
+    #[arg(long, value_parser = super::values::LATENCY_MS)]
+    pub target_ms: Option<f64>,
+}
+
+impl Target {
+    /// T0 for `space`: the option, or the space's default.
+    pub fn ms(&self, space: &SearchSpace) -> f64 {
+        self.target_ms.unwrap_or(space.default_target_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Line {
+        #[command(flatten)]
+        training: Training,
+        #[command(flatten)]
+        target: Target,
+    }
+
+    #[test]
+    fn the_groups_fill_both_configurations_alike() {
+        let line = Line::try_parse_from([
+            "x",
+            "--space",
+            "mobilenet-v3-like",
+            "--model",
+            "t.json",
+            "--batch-size",
+            "64",
+            "--width-multiplier",
+            "0.5",
+            "--seed",
+            "7",
+            "--validation-size",
+            "100",
+        ])
+        .unwrap();
+        let t = &line.training;
+        assert_eq!(t.latency, "t.json", "--model is an alias of --latency");
+        let s = t.search_config().unwrap();
+        let r = t.train_config("").unwrap();
+        assert_eq!(
+            (s.space.as_str(), r.space.as_str()),
+            ("mobilenet-v3-like", "mobilenet-v3-like")
+        );
+        assert_eq!((s.latency.as_str(), r.latency.as_str()), ("t.json", "t.json"));
+        assert_eq!((s.batch_size, r.batch_size, s.seed, r.seed), (64, 64, 7, 7));
+        assert_eq!((s.width_multiplier, r.width_multiplier), (0.5, 0.5));
+        assert_eq!((s.validation_size, r.validation_size), (100, 100));
+        assert_eq!(r.lr, crate::train::reference_lr(64));
+        assert_eq!(s.lr, crate::search::default_lr(64));
+        let space = t.space().unwrap();
+        assert_eq!(line.target.ms(&space), space.default_target_ms);
+        assert_eq!(s.target_ms, space.default_target_ms);
+    }
+
+    #[test]
+    fn epochs_become_steps_over_the_training_split() {
+        let line = Line::try_parse_from(["x", "--validation-size", "2000"]).unwrap();
+        let n = line.training.train_images().unwrap();
+        assert!(n > 0);
+        assert_eq!(
+            line.training.steps_for_epochs(1.0).unwrap(),
+            (n as f64 / 32.0).round() as usize
+        );
+    }
+}
