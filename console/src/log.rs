@@ -20,14 +20,18 @@ impl Log {
     }
 
     fn line(&self, message: &str) {
-        eprintln!("{}: {message}", self.program);
+        ::log::warn!("{}: {message}", self.program);
+    }
+
+    fn note(&self, message: &str) {
+        ::log::info!("{}: {message}", self.program);
     }
 }
 
 impl Observer for Log {
     fn event(&mut self, event: Event<'_>) {
         match event {
-            Event::Resumed { path, done, total } => self.line(&format!(
+            Event::Resumed { path, done, total } => self.note(&format!(
                 "resuming {}: {done} of {total} (key, pass) results already measured",
                 path.display()
             )),

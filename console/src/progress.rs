@@ -53,7 +53,7 @@ impl Progress {
                     >= if self.tty { Duration::from_millis(100) } else { Duration::from_secs(10) }
             }
         };
-        if due || self.done == self.total {
+        if (due || self.done == self.total) && crate::logger::progress_shown() {
             self.last_print = Some(now);
             self.print(current);
         }

@@ -20,6 +20,12 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Say only warnings and errors on stderr (no progress lines).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Say more on stderr (`-vv` for everything).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// The subcommands.
@@ -172,7 +178,7 @@ fn setup(p: &PlacementArgs) -> Result<(Placement, latency_tables::Fingerprint)> 
             bail!("could not pin to --cpus {}: {e}", p.cpus.as_deref().unwrap_or(""))
         }
         Err(e) => {
-            measure::log_line(&format!("not pinned ({e}); measuring on any CPU"));
+            measure::warn_line(&format!("not pinned ({e}); measuring on any CPU"));
             sysinfo::online_cpus()
         }
     };

@@ -4,6 +4,7 @@ use clap::Parser;
 
 fn main() {
     let cli = device_agent::Cli::parse();
+    console::logger::init(console::Verbosity::from_flags(cli.quiet, cli.verbose));
     if let Err(err) = device_agent::run(cli) {
         let broken_pipe = err.chain().any(|e| {
             e.downcast_ref::<std::io::Error>()

@@ -264,7 +264,7 @@ pub fn run_pass(
             if let Some(c) = canary.as_mut() {
                 c.drifts += 1;
             }
-            log_line(&format!(
+            warn_line(&format!(
                 "canary drifted beyond {:.0}%: cooling down {:.0} s and re-measuring {} keys",
                 method.canary_threshold * 100.0,
                 method.cooldown_secs,
@@ -289,9 +289,14 @@ pub fn run_pass(
 
 pub use latency_tables::journal::rotated;
 
-/// A message for people, on stderr.
+/// A message for people, on stderr (hidden by `-q`).
 pub fn log_line(msg: &str) {
-    eprintln!("device-agent: {msg}");
+    log::info!("device-agent: {msg}");
+}
+
+/// A warning for people, on stderr (shown even with `-q`).
+pub fn warn_line(msg: &str) {
+    log::warn!("device-agent: {msg}");
 }
 
 #[cfg(test)]

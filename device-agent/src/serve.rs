@@ -160,7 +160,7 @@ pub fn serve(
     }
     let rejected = reader.rejected();
     if rejected != Default::default() {
-        measure::log_line(&format!("rejected input: {rejected:?}"));
+        measure::warn_line(&format!("rejected input: {rejected:?}"));
     }
     Ok(served)
 }

@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::ServeArgs;
 use crate::engine::Engine;
-use crate::measure::log_line;
+use crate::measure::{log_line, warn_line};
 use crate::serve::serve as serve_stream;
 
 /// A serial port's reads time out often; treat a timeout as "no data yet".
@@ -73,7 +73,7 @@ pub fn serve(engine: &dyn Engine, args: &ServeArgs) -> Result<()> {
             let stream = match stream {
                 Ok(s) => s,
                 Err(e) => {
-                    log_line(&format!("accept failed: {e}"));
+                    warn_line(&format!("accept failed: {e}"));
                     continue;
                 }
             };
@@ -83,7 +83,7 @@ pub fn serve(engine: &dyn Engine, args: &ServeArgs) -> Result<()> {
             let mut output = stream;
             if let Err(e) = serve_stream(engine, &fingerprint, &placement, &mut input, &mut output)
             {
-                log_line(&format!("connection from {peer} ended: {e:#}"));
+                warn_line(&format!("connection from {peer} ended: {e:#}"));
             }
             if args.once {
                 break;

@@ -84,7 +84,7 @@ pub fn drive<S: Stepped>(run: &mut S, interrupt: &Interrupt) -> Result<Stop> {
         }
         if interrupt.due(done) {
             run.save()?;
-            eprintln!(
+            log::info!(
                 "{what}: interrupted; checkpoint at step {done} in {} (continue with `tunas {what} --resume {}`)",
                 checkpoint_dir(run.dir()).display(),
                 run.dir().display(),
@@ -117,6 +117,6 @@ pub fn restore<S: Stepped>(run: &mut S) -> Result<()> {
     run.load()?;
     let Position { done, total, .. } = run.position();
     trim_log(&run.dir().join("steps.jsonl"), |r: &S::Record| S::step_of(r) < done)?;
-    eprintln!("{}: resuming {} at step {done}/{total}", S::COMMAND, run.dir().display());
+    log::info!("{}: resuming {} at step {done}/{total}", S::COMMAND, run.dir().display());
     Ok(())
 }

@@ -398,3 +398,19 @@ fn compare_runs_both_methods_and_every_run_reports_itself() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not a run directory"), "{}", stderr(&o));
 }
+
+#[test]
+fn quiet_keeps_the_data_and_drops_the_messages() {
+    let normal = tunas(&["plan", "--space", "proxylessnas"]);
+    let quiet = tunas(&["-q", "plan", "--space", "proxylessnas"]);
+    let after = tunas(&["plan", "--space", "proxylessnas", "--quiet"]);
+    assert!(normal.status.success() && quiet.status.success() && after.status.success());
+    assert!(stderr(&normal).contains("distinct op keys"), "{}", stderr(&normal));
+    assert_eq!(stderr(&quiet), "");
+    assert_eq!(stderr(&after), "", "the flag is global: it goes before or after the command");
+    assert_eq!(stdout(&normal), stdout(&quiet));
+    // Errors are still said.
+    let bad = tunas(&["-q", "plan", "--space", "nope"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("nope"), "{}", stderr(&bad));
+}

@@ -111,11 +111,11 @@ impl Cmd {
         match (outcome.stop, outcome.comparison) {
             (Stop::Finished, Some(c)) => {
                 println!("{}", serde_json::to_string_pretty(&c)?);
-                eprintln!("compare: done in {}\n\n{}", dir.display(), compare::markdown(&c));
+                log::info!("compare: done in {}\n\n{}", dir.display(), compare::markdown(&c));
                 Ok(0)
             }
             _ => {
-                eprintln!(
+                log::info!(
                     "compare: interrupted; continue with `tunas compare --resume {}`",
                     dir.display()
                 );

@@ -208,7 +208,7 @@ impl Measuring {
             journal,
             &mut |i, _, us, fresh| {
                 if fresh {
-                    eprintln!("{label} {}/{}: {:.3} ms", i + 1, archs.len(), us / 1e3);
+                    log::info!("{label} {}/{}: {:.3} ms", i + 1, archs.len(), us / 1e3);
                 }
             },
         )?;
@@ -287,7 +287,7 @@ impl FitCmd {
                     Ok(template.latency_ms(a)?)
                 })?,
             };
-        eprintln!(
+        log::info!(
             "tunas: measuring {} networks of {} at {}×{} on {}",
             archs.len(),
             space.name,

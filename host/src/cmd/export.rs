@@ -179,7 +179,7 @@ impl Cmd {
                 serde_json::json!({"max_abs_diff": max, "logit_scale": scale, "top1_differs": differ, "agent": agent})
             }
             None => {
-                eprintln!("export: no device-agent next to tunas (build it, or give --agent); the tract check is skipped");
+                log::warn!("export: no device-agent next to tunas (build it, or give --agent); the tract check is skipped");
                 serde_json::Value::Null
             }
         };
@@ -206,7 +206,7 @@ impl Cmd {
         });
         write_atomic(&self.out.with_extension("json"), &serde_json::to_string_pretty(&report)?)?;
         println!("{}", serde_json::to_string_pretty(&report)?);
-        eprintln!(
+        log::info!(
             "export: {} ({} layers, {} bytes); op keys {}; tract {}",
             self.out.display(),
             proxy.layers.len(),

@@ -85,7 +85,7 @@ impl Cmd {
             writeln!(out, "{:.3}", b.total_ms)?;
         }
         if let Some(e) = model.relative_error() {
-            eprintln!(
+            log::info!(
                 "T(α) = {:.3} ms ± {:.1}% (the cost model's held-out RMSPE)",
                 b.total_ms,
                 100.0 * e

@@ -32,7 +32,7 @@ pub fn interrupt(what: &'static str, stop_at: Option<usize>) -> Result<Interrupt
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\n{what}: Ctrl-C — checkpointing after this step (again to quit now)");
+        log::warn!("\n{what}: Ctrl-C — checkpointing after this step (again to quit now)");
     })
     .context("installing the Ctrl-C handler")?;
     Ok(interrupt)

@@ -36,7 +36,7 @@ impl Cmd {
             let n = plan.keys.iter().filter(|k| k.kind == kind).count();
             by_kind.push_str(&format!(" {}={n}", kind.tag()));
         }
-        eprintln!(
+        log::info!(
             "{}: {} distinct op keys at {}x{} ({})",
             space.name,
             plan.count,

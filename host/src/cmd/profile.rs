@@ -104,7 +104,7 @@ impl Cmd {
         for k in &fit.kinds {
             let tried: Vec<String> =
                 k.tried.iter().map(|(s, e)| format!("{s} {:.1}%", 100.0 * e)).collect();
-            eprintln!(
+            log::info!(
                 "tunas: {:<5} {} measured, {} predicted ({} features; held-out RMSPE {:.1}%, median |error| {:.1}%; tried {})",
                 k.kind,
                 k.measured,
@@ -118,7 +118,7 @@ impl Cmd {
         if self.check_predicted > 0 {
             let c =
                 crate::profile::check_predicted(&self.out, self.check_predicted, devices, opts)?;
-            eprintln!(
+            log::info!(
                 "tunas: predicted vs measured on {} predicted keys ({}): median |error| {:.1}%, 90th percentile {:.1}%, RMSPE {:.1}%",
                 c.keys,
                 c.table.display(),
@@ -154,7 +154,7 @@ impl Cmd {
             },
             progress: true,
         };
-        eprintln!(
+        log::info!(
             "tunas: profiling {} keys × {} passes on {}",
             keys.len(),
             self.method.passes,
@@ -164,7 +164,7 @@ impl Cmd {
         let keys = match self.budget {
             Some(n) => {
                 let chosen = crate::tables::predict::choose(&keys, n as usize);
-                eprintln!(
+                log::info!(
                     "tunas: --budget {n}: measuring {} of the {} keys, predicting the rest",
                     chosen.len(),
                     keys.len()
@@ -178,7 +178,7 @@ impl Cmd {
         if self.budget.is_some() {
             self.predict(&plan, &devices, &opts)?;
         }
-        eprintln!(
+        log::info!(
             "tunas: {} of {} keys measured into {} in {:.0} s ({} link failures recovered, {} damaged journal lines re-measured)",
             summary.measured,
             summary.keys,
@@ -188,7 +188,7 @@ impl Cmd {
             summary.damaged_lines
         );
         for (key, error) in &summary.failed {
-            eprintln!("tunas: FAILED {key}: {error}");
+            log::warn!("tunas: FAILED {key}: {error}");
         }
         if self.json {
             let mut out = std::io::stdout().lock();

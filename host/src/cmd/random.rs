@@ -82,7 +82,7 @@ impl Cmd {
             (Stop::Finished, Some(r)) => {
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 let b = &r.best_result;
-                eprintln!(
+                log::info!(
                     "random search: done in {}: best of {} is #{} {} — validation {:.2}%, test {:.2}%, T(α) = {:.2} ms; acceptance {:.2}% of {} draws",
                     dir.display(),
                     r.candidates.len(),

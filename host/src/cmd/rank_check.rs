@@ -58,7 +58,7 @@ impl Cmd {
         match (outcome.stop, outcome.result) {
             (Stop::Finished, Some(r)) => {
                 println!("{}", serde_json::to_string_pretty(&r)?);
-                eprintln!(
+                log::info!(
                     "rank-check: Kendall τ = {}, Spearman ρ = {}, n = {} (one-shot vs stand-alone validation accuracy); report in {}",
                     coefficient(r.kendall_tau),
                     coefficient(r.spearman_rho),
@@ -68,7 +68,7 @@ impl Cmd {
                 Ok(0)
             }
             _ => {
-                eprintln!(
+                log::info!(
                     "rank-check: interrupted; run the same command again to continue in {}",
                     out.display()
                 );

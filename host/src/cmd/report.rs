@@ -20,7 +20,7 @@ impl Cmd {
         let text = crate::report::render(&self.run)?;
         write_atomic(&self.run.join("report.md"), &text)?;
         print!("{text}");
-        eprintln!("report: written to {}", self.run.join("report.md").display());
+        log::info!("report: written to {}", self.run.join("report.md").display());
         Ok(0)
     }
 }

@@ -108,7 +108,7 @@ impl Cmd {
         match (outcome.stop, outcome.final_report) {
             (Stop::Finished, Some(report)) => {
                 println!("{}", serde_json::to_string_pretty(&report)?);
-                eprintln!(
+                log::info!(
                     "search: done in {}: architecture {}\n  T(α) = {:.2} ms (target {:.1}, {:+.1}%), one-shot validation accuracy {:.2}%",
                     dir.display(),
                     report.indices,

@@ -134,7 +134,7 @@ impl ValidateCmd {
             &mut |i, _, measured_us, fresh| {
                 if fresh {
                     let predicted_us = predicted[i];
-                    eprintln!(
+                    log::info!(
                         "validate {}/{}: predicted {:.2} ms, measured {:.2} ms ({:+.1}%)",
                         i + 1,
                         archs.len(),
@@ -183,7 +183,7 @@ impl ValidateCmd {
                 table
                     .save(&self.file)
                     .with_context(|| format!("writing {}", self.file.display()))?;
-                eprintln!("stored the correction in {}", self.file.display());
+                log::info!("stored the correction in {}", self.file.display());
             }
         }
         Ok(())
@@ -237,13 +237,13 @@ impl Cmd {
                 let opts = MergeOptions { allow_mixed: c.allow_mixed, on_conflict: c.on_conflict };
                 let outcome = merge(&inputs, opts)?;
                 for w in &outcome.warnings {
-                    eprintln!("warning: {w}");
+                    log::warn!("warning: {w}");
                 }
                 outcome
                     .table
                     .save(&c.out)
                     .with_context(|| format!("writing merged table {}", c.out.display()))?;
-                eprintln!("{}", outcome.summary(&c.out.display().to_string(), c.on_conflict));
+                log::info!("{}", outcome.summary(&c.out.display().to_string(), c.on_conflict));
             }
             Cmd::Validate(c) => c.run(&mut out)?,
         }

@@ -72,7 +72,7 @@ impl Cmd {
         match (outcome.stop, outcome.result) {
             (Stop::Finished, Some(r)) => {
                 println!("{}", serde_json::to_string_pretty(&r)?);
-                eprintln!(
+                log::info!(
                     "train: done in {}: validation {:.2}%, test {:.2}% ({} steps, {:.0} s), T(α) = {:.2} ms",
                     dir.display(),
                     100.0 * r.validation_accuracy,

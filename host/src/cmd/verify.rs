@@ -35,8 +35,8 @@ impl On {
         let link = TransportSpec::parse(&self.device, self.agent.as_ref())?;
         let v =
             crate::search::verify(run, &link, &self.method, Duration::from_secs_f64(self.timeout))?;
-        eprintln!("{}", v.summary());
-        eprintln!("verify: written to {}", run.join("verify.json").display());
+        log::info!("{}", v.summary());
+        log::info!("verify: written to {}", run.join("verify.json").display());
         Ok(v)
     }
 }

@@ -43,7 +43,7 @@ pub fn measure_architectures(
 ) -> Result<(Vec<f64>, Option<Fingerprint>)> {
     let (mut journal, recovered) = Journal::<NetworkTiming>::open(journal_path)?;
     if !recovered.damaged.is_empty() {
-        eprintln!(
+        log::warn!(
             "tunas: {}: {} damaged line(s) dropped (their networks are measured again){}",
             journal_path.display(),
             recovered.damaged.len(),

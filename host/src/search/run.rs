@@ -502,7 +502,7 @@ impl Stepped for Session {
         if let Some(sl) = q_slope {
             if step >= delay + 100 && sl >= 0.8 * cfg.beta.abs() && !self.warned_slope {
                 self.warned_slope = true;
-                eprintln!(
+                log::warn!(
                     "search: warning: Q(α) rises by {sl:.3} per unit of ln T(α), close to or above |β| = {:.3}: the reward's optimum moves above T0; a larger |β| (--beta) keeps it at T0",
                     cfg.beta.abs()
                 );
@@ -777,7 +777,7 @@ pub fn start(cfg: SearchConfig, dir: &Path, interrupt: &Interrupt) -> Result<Out
     let run = RunDir { path: dir.into() };
     write_atomic(&run.file("config.json"), &serde_json::to_string_pretty(&cfg)?)?;
     let mut session = Session::new(cfg, run)?;
-    eprintln!(
+    log::info!(
         "search: {} ({} decisions), supernet of {} weights at {}×{}×{}, width ×{}, {} steps of batch {}",
         session.space.name,
         session.space.len(),

@@ -233,7 +233,7 @@ pub fn run(cfg: &CompareConfig, dir: &Path, interrupt: &Interrupt) -> Result<Com
     }
     let (mut tunas, mut random) = (Vec::new(), Vec::new());
     for r in 0..cfg.k {
-        eprintln!(
+        log::info!(
             "compare: repeat {}/{} — TuNAS search (seed {})",
             r + 1,
             cfg.k,
@@ -243,7 +243,7 @@ pub fn run(cfg: &CompareConfig, dir: &Path, interrupt: &Interrupt) -> Result<Com
             return Ok(CompareOutcome { stop: Stop::Interrupted, comparison: None });
         };
         tunas.push(row);
-        eprintln!("compare: repeat {}/{} — random search (N = {})", r + 1, cfg.k, cfg.random.n);
+        log::info!("compare: repeat {}/{} — random search (N = {})", r + 1, cfg.k, cfg.random.n);
         let Some(row) = random_repeat(cfg, &dir.join(format!("random-{r}")), interrupt)? else {
             return Ok(CompareOutcome { stop: Stop::Interrupted, comparison: None });
         };

@@ -158,7 +158,7 @@ pub fn run(
         write_atomic(&cands_path, &serde_json::to_string_pretty(&c)?)?;
         c
     };
-    eprintln!(
+    log::info!(
         "random search: {} architectures within {} ± {} ms after {} draws (acceptance {:.2}%); training each for {} steps, {} at a time",
         cands.candidates.len(),
         cfg.target_ms,
@@ -201,7 +201,7 @@ pub fn run(
     }
     let results = results.into_inner().map_err(|_| anyhow::anyhow!("poisoned"))?;
     if results.iter().any(Option::is_none) {
-        eprintln!(
+        log::info!(
             "random search: interrupted; continue with `tunas random-search --resume {}`",
             dir.display()
         );

@@ -489,7 +489,7 @@ fn candidates(
     let (drawn, draws) = sample(&space, model.as_ref(), &found, s.target_ms, cfg)?;
     let random = drawn.iter().filter(|d| d.origin == Origin::Random).count();
     let acceptance_rate = (draws > 0).then(|| random as f64 / draws as f64);
-    eprintln!(
+    log::info!(
         "rank check: {} architectures within {} ± {} ms ({} drawn uniformly in {draws} draws); one-shot accuracies from {}",
         drawn.iter().filter(|d| d.origin.ranked()).count(),
         s.target_ms,
@@ -504,7 +504,7 @@ fn candidates(
             return Ok(None);
         }
         let acc = one_shot.accuracy(&d.arch)?;
-        eprintln!(
+        log::info!(
             "rank check: {} T(α) = {:.2} ms, one-shot {:.2}%{}",
             d.arch,
             d.latency_ms,
@@ -561,7 +561,7 @@ pub fn run(
         }
         let sub = candidate_dir(i);
         let train = TrainConfig { arch: c.indices.clone(), ..cfg.train.clone() };
-        eprintln!("rank check: training {}/{total} {} in {}", i + 1, c.indices, sub);
+        log::info!("rank check: training {}/{total} {} in {}", i + 1, c.indices, sub);
         let outcome = run_or_resume(&train, &out.join(&sub), interrupt)
             .with_context(|| format!("architecture {i} ({})", out.join(&sub).display()))?;
         let Some(r): Option<TrainResult> = outcome.result else {

@@ -411,7 +411,7 @@ pub fn start(cfg: TrainConfig, dir: &Path, interrupt: &Interrupt) -> Result<Trai
     create_run_dir(dir, "tunas train --resume")?;
     let mut t = Trainer::new(cfg.clone(), dir)?;
     write_atomic(&dir.join("config.json"), &serde_json::to_string_pretty(&cfg)?)?;
-    eprintln!(
+    log::info!(
         "train: {} {} — {} weights at {}×{}×{}, width ×{}, {} steps of batch {}",
         t.space.name,
         t.arch,
