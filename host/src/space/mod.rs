@@ -274,6 +274,13 @@ impl SearchSpace {
         self.check_arch(indices)
     }
 
+    /// An architecture drawn uniformly: each decision's choice independent and equally likely.
+    pub fn random_architecture(&self, rng: &mut crate::rng::Rng) -> Architecture {
+        Architecture {
+            indices: self.decisions.iter().map(|d| rng.below(d.num_choices())).collect(),
+        }
+    }
+
     /// Checks the count and range of indices.
     pub fn check_arch(&self, indices: Vec<usize>) -> Result<Architecture, SpaceError> {
         if indices.len() != self.len() {

@@ -5,3 +5,4 @@
 pub mod compare;
 pub mod random;
 pub mod rank;
+pub mod window;

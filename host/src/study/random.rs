@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::window::{draw_within, Drawn, Window};
 use crate::rng::Rng;
 use crate::run_loop::Stop;
 use crate::runs::{create_run_dir, load_latency, read_json, write_atomic, Interrupt};
@@ -89,28 +90,22 @@ pub struct RandomResult {
 pub fn sample(space: &SearchSpace, cfg: &RandomConfig) -> Result<Candidates> {
     let model = load_latency(&cfg.train.latency, space)?;
     let mut rng = Rng::new(cfg.seed).fork("random-search");
-    let mut out: Vec<Candidate> = Vec::new();
-    let mut draws = 0;
-    while out.len() < cfg.n {
-        if draws >= cfg.max_draws {
-            bail!(
-                "random search: only {} of {} architectures within {} ± {} ms after {draws} draws; widen --tolerance-ms or move --target-ms",
-                out.len(),
-                cfg.n,
-                cfg.target_ms,
-                cfg.tolerance_ms
-            );
-        }
-        draws += 1;
-        let indices: Vec<usize> =
-            space.decisions.iter().map(|d| rng.below(d.num_choices())).collect();
-        let arch = space.check_arch(indices)?;
-        let t = model.latency_ms(&arch)?;
-        let text = arch.to_string();
-        if (t - cfg.target_ms).abs() <= cfg.tolerance_ms && !out.iter().any(|c| c.arch == text) {
-            out.push(Candidate { arch: text, latency_ms: t, draw: draws });
-        }
+    let window = Window { target_ms: cfg.target_ms, tolerance_ms: cfg.tolerance_ms };
+    let Drawn { accepted, draws } =
+        draw_within(space, model.as_ref(), &mut rng, window, cfg.n, cfg.max_draws, &[])?;
+    if accepted.len() < cfg.n {
+        bail!(
+            "random search: only {} of {} architectures within {} ± {} ms after {draws} draws; widen --tolerance-ms or move --target-ms",
+            accepted.len(),
+            cfg.n,
+            cfg.target_ms,
+            cfg.tolerance_ms
+        );
     }
+    let out: Vec<Candidate> = accepted
+        .into_iter()
+        .map(|a| Candidate { arch: a.arch.to_string(), latency_ms: a.latency_ms, draw: a.draw })
+        .collect();
     Ok(Candidates { draws, acceptance_rate: cfg.n as f64 / draws as f64, candidates: out })
 }
 

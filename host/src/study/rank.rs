@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::window::{draw_within, Window};
 use crate::data::{self, Batcher, Dataset, ImageSet};
 use crate::latency::LatencyModel;
 use crate::report::plot::scatter_svg;
@@ -276,30 +277,28 @@ pub fn sample(
     cfg: &RankConfig,
 ) -> Result<(Vec<Drawn>, usize)> {
     let (tolerance_ms, n, max_draws) = (cfg.tolerance_ms, cfg.n, cfg.max_draws);
-    let inside = |t: f64| (t - target_ms).abs() <= tolerance_ms;
+    let window = Window { target_ms, tolerance_ms };
+    let inside = |t: f64| window.holds(t);
     let t_found = model.latency_ms(found)?;
     let mut out: Vec<Drawn> = Vec::new();
     if inside(t_found) {
         out.push(Drawn { arch: found.clone(), latency_ms: t_found, origin: Origin::Search });
     }
     let mut rng = Rng::new(cfg.seed).fork("rank-check");
-    let mut draws = 0;
-    while out.len() < n {
-        if draws >= max_draws {
-            bail!(
-                "rank check: only {} of {n} architectures within {target_ms} ± {tolerance_ms} ms after {draws} draws; widen --tolerance-ms or lower --n",
-                out.len()
-            );
-        }
-        draws += 1;
-        let indices: Vec<usize> =
-            space.decisions.iter().map(|d| rng.below(d.num_choices())).collect();
-        let arch = space.check_arch(indices)?;
-        let t = model.latency_ms(&arch)?;
-        if inside(t) && !out.iter().any(|d| d.arch == arch) {
-            out.push(Drawn { arch, latency_ms: t, origin: Origin::Random });
-        }
+    let taken: Vec<Architecture> = out.iter().map(|d| d.arch.clone()).collect();
+    let drawn = draw_within(space, model, &mut rng, window, n - out.len(), max_draws, &taken)?;
+    let draws = drawn.draws;
+    if out.len() + drawn.accepted.len() < n {
+        bail!(
+            "rank check: only {} of {n} architectures within {target_ms} ± {tolerance_ms} ms after {draws} draws; widen --tolerance-ms or lower --n",
+            out.len() + drawn.accepted.len()
+        );
     }
+    out.extend(drawn.accepted.into_iter().map(|a| Drawn {
+        arch: a.arch,
+        latency_ms: a.latency_ms,
+        origin: Origin::Random,
+    }));
     if !inside(t_found) {
         out.push(Drawn {
             arch: found.clone(),

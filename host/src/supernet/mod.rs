@@ -134,8 +134,7 @@ mod tests {
     fn the_narrowed_pass_has_the_masked_pass_gradients_and_l2() {
         for name in space_names() {
             let (space, net, x, mut rng) = scrambled(name, 7);
-            let indices: Vec<usize> =
-                space.decisions.iter().map(|d| rng.below(d.num_choices())).collect();
+            let indices = space.random_architecture(&mut rng).indices;
             let sel =
                 crate::search::one_hot_selection(&indices, &crate::search::decision_infos(&space));
             let loss = |f: Forward| {

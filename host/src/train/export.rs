@@ -191,11 +191,7 @@ mod tests {
             let space = SearchSpace::by_name(name).unwrap();
             let mut rng = Rng::new(4);
             for _ in 0..3 {
-                let arch = space
-                    .check_arch(
-                        space.decisions.iter().map(|d| rng.below(d.num_choices())).collect(),
-                    )
-                    .unwrap();
+                let arch = space.random_architecture(&mut rng);
                 let net =
                     StandaloneNet::new(&space, &arch, g.clone(), &mut Rng::new(1), &Device::Cpu)
                         .unwrap();

@@ -291,10 +291,7 @@ mod tests {
     }
 
     fn random_arch(space: &SearchSpace, seed: u64) -> Architecture {
-        let mut rng = Rng::new(seed);
-        space
-            .check_arch(space.decisions.iter().map(|d| rng.below(d.num_choices())).collect())
-            .unwrap()
+        space.random_architecture(&mut Rng::new(seed))
     }
 
     fn input(n: usize, seed: u64) -> Tensor {
