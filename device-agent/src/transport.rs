@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::ServeArgs;
+use latency_tables::Fingerprint;
+
 use crate::engine::Engine;
-use crate::measure::{log_line, warn_line};
+use crate::measure::{log_line, warn_line, Placement};
 use crate::serve::serve as serve_stream;
 
 /// A serial port's reads time out often; treat a timeout as "no data yet".
@@ -39,59 +40,87 @@ pub fn check_bind(addr: &str, listen_any: bool) -> Result<SocketAddr> {
     Ok(sock)
 }
 
-/// Serves on the transport chosen by `args`.
-pub fn serve(engine: &dyn Engine, args: &ServeArgs) -> Result<()> {
-    let (placement, fingerprint) = crate::cli::setup_for_serve(&args.placement)?;
-    if args.stdio {
-        let mut input = std::io::stdin().lock();
-        let mut output = std::io::stdout().lock();
-        serve_stream(engine, &fingerprint, &placement, &mut input, &mut output)?;
-        return Ok(());
-    }
-    if let Some(path) = &args.serial {
-        let port = serialport::new(path, args.baud)
-            .timeout(Duration::from_secs(3600))
-            .open()
-            .with_context(|| format!("opening serial port {path} at {} baud", args.baud))?;
-        let mut input = Patient(port.try_clone().context("cloning the serial port handle")?);
-        let mut output = port;
-        log_line(&format!("serving on {path} at {} baud", args.baud));
-        // A board on a UART keeps serving session after session (a host that said goodbye
-        // or went away), unless --once.
-        loop {
-            serve_stream(engine, &fingerprint, &placement, &mut input, &mut output)?;
-            if args.once {
-                return Ok(());
-            }
+/// A byte stream to serve on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// stdin/stdout.
+    Stdio,
+    /// A serial port; session after session unless `once`.
+    Serial {
+        /// The device path.
+        path: String,
+        /// Baud rate.
+        baud: u32,
+        /// Serve one session, then return.
+        once: bool,
+    },
+    /// TCP; connection after connection unless `once`.
+    Tcp {
+        /// The address to bind (checked by [`check_bind`]).
+        addr: SocketAddr,
+        /// Serve one connection, then return.
+        once: bool,
+    },
+}
+
+/// Serves the protocol on `transport` with this placement and fingerprint.
+pub fn serve(
+    engine: &dyn Engine,
+    transport: &Transport,
+    placement: &Placement,
+    fingerprint: &Fingerprint,
+) -> Result<()> {
+    match transport {
+        Transport::Stdio => {
+            let mut input = std::io::stdin().lock();
+            let mut output = std::io::stdout().lock();
+            serve_stream(engine, fingerprint, placement, &mut input, &mut output)?;
+            Ok(())
         }
-    }
-    if let Some(addr) = &args.tcp {
-        let sock = check_bind(addr, args.listen_any)?;
-        let listener = TcpListener::bind(sock).with_context(|| format!("binding {sock}"))?;
-        log_line(&format!("serving on tcp {}", listener.local_addr()?));
-        for stream in listener.incoming() {
-            let stream = match stream {
-                Ok(s) => s,
-                Err(e) => {
-                    warn_line(&format!("accept failed: {e}"));
-                    continue;
+        Transport::Serial { path, baud, once } => {
+            let port = serialport::new(path, *baud)
+                .timeout(Duration::from_secs(3600))
+                .open()
+                .with_context(|| format!("opening serial port {path} at {baud} baud"))?;
+            let mut input = Patient(port.try_clone().context("cloning the serial port handle")?);
+            let mut output = port;
+            log_line(&format!("serving on {path} at {baud} baud"));
+            // A board on a UART keeps serving session after session (a host that said goodbye
+            // or went away), unless --once.
+            loop {
+                serve_stream(engine, fingerprint, placement, &mut input, &mut output)?;
+                if *once {
+                    return Ok(());
                 }
-            };
-            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-            log_line(&format!("connection from {peer}"));
-            let mut input = stream.try_clone()?;
-            let mut output = stream;
-            if let Err(e) = serve_stream(engine, &fingerprint, &placement, &mut input, &mut output)
-            {
-                warn_line(&format!("connection from {peer} ended: {e:#}"));
-            }
-            if args.once {
-                break;
             }
         }
-        return Ok(());
+        Transport::Tcp { addr, once } => {
+            let listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+            log_line(&format!("serving on tcp {}", listener.local_addr()?));
+            for stream in listener.incoming() {
+                let stream = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn_line(&format!("accept failed: {e}"));
+                        continue;
+                    }
+                };
+                let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                log_line(&format!("connection from {peer}"));
+                let mut input = stream.try_clone()?;
+                let mut output = stream;
+                if let Err(e) =
+                    serve_stream(engine, fingerprint, placement, &mut input, &mut output)
+                {
+                    warn_line(&format!("connection from {peer} ended: {e:#}"));
+                }
+                if *once {
+                    break;
+                }
+            }
+            Ok(())
+        }
     }
-    bail!("choose a transport: --stdio, --serial PATH or --tcp ADDR")
 }
 
 #[cfg(test)]

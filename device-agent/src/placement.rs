@@ -1,0 +1,61 @@
+//! Where and how wide the agent runs: the CPUs it pins to, its engine threads, the thermal limit
+//! that flags a measurement, and the fingerprint of that placement.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use latency_tables::meta::MAX_THREADS;
+use latency_tables::F64Range;
+
+use crate::measure::{self, Placement};
+use crate::sysinfo;
+
+/// Allowed `--thermal-limit` (°C).
+pub const THERMAL_LIMIT: F64Range = F64Range::above(0.0, 1000.0);
+
+/// Where and how wide to run.
+#[derive(Debug, Clone, Args)]
+pub struct PlacementArgs {
+    /// CPUs to pin to, e.g. `4-7` (default: the fastest cluster, or all CPUs without cpufreq).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Engine threads (needs the `multithread` feature for more than 1).
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_THREADS)))]
+    pub threads: u32,
+    /// A thermal zone at or above this temperature (°C) flags a measurement as throttled.
+    #[arg(long, default_value_t = 85.0, value_parser = THERMAL_LIMIT)]
+    pub thermal_limit: f64,
+}
+
+/// Pins, configures threads, fingerprints.
+pub fn setup(p: &PlacementArgs) -> Result<(Placement, latency_tables::Fingerprint)> {
+    let wanted = match &p.cpus {
+        Some(list) => {
+            sysinfo::parse_cpu_list(list).map_err(anyhow::Error::msg).context("--cpus")?
+        }
+        None => sysinfo::fastest_cluster(),
+    };
+    let affinity = match sysinfo::pin(&wanted) {
+        Ok(a) => a,
+        Err(e) if p.cpus.is_some() => {
+            bail!("could not pin to --cpus {}: {e}", p.cpus.as_deref().unwrap_or(""))
+        }
+        Err(e) => {
+            measure::warn_line(&format!("not pinned ({e}); measuring on any CPU"));
+            sysinfo::online_cpus()
+        }
+    };
+    if p.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    if p.threads > 1 {
+        #[cfg(feature = "multithread")]
+        tract_linalg::multithread::set_default_executor(
+            tract_linalg::multithread::Executor::multithread(p.threads as usize),
+        );
+        #[cfg(not(feature = "multithread"))]
+        bail!("--threads {} needs an agent built with the `multithread` feature", p.threads);
+    }
+    let placement = Placement { cpus: affinity.clone(), thermal_limit_c: p.thermal_limit };
+    Ok((placement, sysinfo::fingerprint(&affinity, p.threads)))
+}
