@@ -4,6 +4,7 @@
 //! This module knows nothing of latency or training; `resolve` turns (space, architecture,
 //! resolution) into op keys, `named` holds the three TuNAS spaces.
 
+mod channels;
 mod named;
 mod resolve;
 
@@ -13,6 +14,7 @@ use std::str::FromStr;
 use latency_tables::Activation;
 use serde::{Deserialize, Serialize};
 
+pub use channels::{layer_channels, LayerChannels};
 pub use named::{reference_architectures, space_names, RefArch};
 pub use resolve::{Resolved, ResolvedLayer};
 

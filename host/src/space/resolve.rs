@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 
 use latency_tables::{Network, OpKey};
 
-use super::{scale_filters, se_hidden, Architecture, DecisionKind, LayerSpec, Param, SearchSpace};
+use super::channels::layer_channels;
+use super::{Architecture, DecisionKind, LayerSpec, Param, SearchSpace};
 
 /// One layer of a resolved architecture.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,25 +41,19 @@ fn layer_keys(
         Param::Decision(d) => value(d),
     };
     let down = |s: u32| (h.div_ceil(s), w.div_ceil(s));
+    let c = layer_channels(space, spec, cin, cout, pick);
+    if !c.present {
+        return (vec![], (h, w));
+    }
     match *spec {
         LayerSpec::Conv { kernel, stride, act } => {
             (vec![OpKey::stem(h, w, cin, cout, param(kernel), stride, act)], down(stride))
         }
-        LayerSpec::SepConv { kernel, skip, stride, act } => {
-            if skip.is_some_and(|s| pick(s) == 1) {
-                return (vec![], (h, w));
-            }
-            (
-                vec![OpKey::sep(h, w, cin, cout, param(kernel), stride, act, skip.is_some())],
-                down(stride),
-            )
-        }
-        LayerSpec::Bottleneck { kernel, expansion, se, skip, stride, act } => {
-            if skip.is_some_and(|s| pick(s) == 1) {
-                return (vec![], (h, w));
-            }
-            let expanded = scale_filters(f64::from(cin), f64::from(value(expansion)));
-            let se = if se.is_some_and(|s| pick(s) == 1) { se_hidden(expanded) } else { 0 };
+        LayerSpec::SepConv { kernel, skip, stride, act } => (
+            vec![OpKey::sep(h, w, cin, cout, param(kernel), stride, act, skip.is_some())],
+            down(stride),
+        ),
+        LayerSpec::Bottleneck { kernel, skip, stride, act, .. } => {
             let key = OpKey::bottleneck(
                 h,
                 w,
@@ -66,8 +61,8 @@ fn layer_keys(
                 cout,
                 value(kernel),
                 stride,
-                expanded,
-                se,
+                c.expanded.unwrap_or(cin),
+                c.se_hidden.filter(|_| c.se_on).unwrap_or(0),
                 act,
                 skip.is_some(),
             );
@@ -229,7 +224,7 @@ mod tests {
         assert_eq!(keys[keys.len() - 2], "head/1x1x1024/o2048/hswish");
         assert_eq!(keys[keys.len() - 1], "fc/1x1x2048/o1001");
         // 24 x5 = 120 (the spec's example).
-        assert_eq!(scale_filters(24.0, 5.0), 120);
+        assert_eq!(crate::space::scale_filters(24.0, 5.0), 120);
     }
 
     #[test]

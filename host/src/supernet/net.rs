@@ -23,7 +23,7 @@ use latency_tables::Activation;
 
 use super::ops::{batch_norm_act, conv1x1, conv2d_same, depthwise_conv2d};
 use crate::rng::Rng;
-use crate::space::{scale_filters, se_hidden, DecisionKind, LayerSpec, Param, SearchSpace};
+use crate::space::{DecisionKind, LayerChannels, LayerSpec, Param, SearchSpace};
 
 /// Batch-norm epsilon of the reference code.
 pub const BN_EPS: f64 = 1e-3;
@@ -46,6 +46,35 @@ impl ProxyGeometry {
     pub fn channels(&self, full: u32) -> usize {
         ((f64::from(full) * self.width_multiplier).round() as usize).max(1)
     }
+
+    /// A channel plan at this width: every count scaled, the stem's input the data's channels.
+    pub fn proxy(&self, plan: &[LayerChannels]) -> Vec<ProxyChannels> {
+        plan.iter()
+            .enumerate()
+            .map(|(i, c)| ProxyChannels {
+                input: if i == 0 { self.in_channels } else { self.channels(c.input) },
+                output: self.channels(c.output),
+                expanded: c.expanded.map(|e| self.channels(e)),
+                se_hidden: c.se_hidden.map(|h| self.channels(h)),
+                present: c.present,
+            })
+            .collect()
+    }
+}
+
+/// One layer's channels at the proxy width (see [`LayerChannels`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyChannels {
+    /// Input channels.
+    pub input: usize,
+    /// Output channels.
+    pub output: usize,
+    /// A bottleneck's expanded channels.
+    pub expanded: Option<usize>,
+    /// A bottleneck's SE hidden channels (when it has an SE slot).
+    pub se_hidden: Option<usize>,
+    /// False when the layer is skipped.
+    pub present: bool,
 }
 
 /// Per-decision weights of one step: one-hot for a sampled choice, uniform `1/N` for an op
@@ -96,7 +125,6 @@ enum Unit {
         expand_bn: Bn,
         kernels: Vec<(Var, Bn)>,
         kernel: usize,
-        expansion: usize,
         se: Option<(usize, Se)>,
         skip: Option<usize>,
         stride: usize,
@@ -130,8 +158,8 @@ struct SepBranch {
 #[derive(Debug)]
 struct Layer {
     unit: Unit,
-    /// The block's output-filters decision.
-    filters: usize,
+    /// The largest channels (the tensors' sizes).
+    max: ProxyChannels,
 }
 
 /// The supernet: its layers and the var map that owns every weight.
@@ -229,11 +257,6 @@ fn kernel_choices(space: &SearchSpace, p: Param) -> (Vec<u32>, Option<usize>) {
     }
 }
 
-fn filter_values(space: &SearchSpace, d: usize) -> Vec<u32> {
-    let dec = &space.decisions[d];
-    (0..dec.num_choices()).map(|i| dec.value(i)).collect()
-}
-
 /// Proxy strides: the deployment strides with the first stride-2 layers made stride 1 until the
 /// last stage is at least 2×2 at `input_hw`.
 pub fn proxy_strides(space: &SearchSpace, input_hw: usize) -> Vec<usize> {
@@ -295,8 +318,6 @@ fn mask_kernel(w: &Tensor, out: &Tensor, inp: &Tensor) -> Result<Tensor> {
 /// Channel state flowing through the network: proxy tensor plus the selected channel counts.
 struct Flow {
     x: Tensor,
-    /// Selected deployment channels of the input (for the expansion formula).
-    full: u32,
     /// Selected proxy channels.
     sel: usize,
     /// Max proxy channels (the tensor's channel dimension).
@@ -316,17 +337,15 @@ impl Supernet {
         let mut init = Init { rng, vars: &vars, device };
         let g = &geometry;
         let mut layers = Vec::new();
-        // Max deployment channels of the input; the stem's input is the dataset's channels.
-        let mut cin_full_max = 3u32;
+        let max_plan = g.proxy(&space.max_channel_plan());
         let mut cin_max = g.in_channels;
         let mut flat = 0;
         for block in &space.blocks {
-            let outs = filter_values(space, block.filters);
-            let cout_full_max = outs.iter().copied().max().unwrap_or(8);
-            let cout_max = g.channels(cout_full_max);
             for (i, spec) in block.layers.iter().enumerate() {
                 let name = format!("{}.layer{i}", block.name);
                 let stride = strides[flat];
+                let max = max_plan[flat];
+                let cout_max = max.output;
                 flat += 1;
                 let unit = match *spec {
                     LayerSpec::Conv { kernel, act, .. } => {
@@ -367,15 +386,12 @@ impl Supernet {
                             .collect::<Result<Vec<_>>>()?;
                         Unit::Sep { branches, kernel: dec, skip, stride, act }
                     }
-                    LayerSpec::Bottleneck { kernel, expansion, se, skip, act, .. } => {
-                        let ratios = filter_values(space, expansion);
-                        let r_max = ratios.iter().copied().max().unwrap_or(1);
-                        let e_full = scale_filters(f64::from(cin_full_max), f64::from(r_max));
-                        let e_max = g.channels(e_full);
+                    LayerSpec::Bottleneck { kernel, se, skip, act, .. } => {
+                        let e_max = max.expanded.unwrap_or(cin_max);
                         let (ks, _) = kernel_choices(space, Param::Decision(kernel));
                         let se = match se {
                             Some(d) => {
-                                let h = g.channels(se_hidden(e_full));
+                                let h = max.se_hidden.unwrap_or(1);
                                 let s = Se {
                                     w1: init.he(
                                         format!("{name}.se.reduce.weight"),
@@ -407,7 +423,6 @@ impl Supernet {
                             expand_bn: init.bn(&format!("{name}.expand"), e_max)?,
                             kernels: init.depthwise(&name, &ks, e_max)?,
                             kernel,
-                            expansion,
                             se,
                             skip,
                             stride,
@@ -439,8 +454,7 @@ impl Supernet {
                         pool,
                     },
                 };
-                layers.push(Layer { unit, filters: block.filters });
-                cin_full_max = cout_full_max;
+                layers.push(Layer { unit, max });
                 cin_max = cout_max;
             }
         }
@@ -534,16 +548,13 @@ impl Supernet {
         let dev = &self.device;
         let g = &self.geometry;
         let space = &self.space;
-        let value = |d: usize| space.decisions[d].value(argmax(&sel[d]));
+        // The channels of the selection's argmax (filter decisions are one-hot).
+        let chosen = g.proxy(&space.channel_plan(&|d| argmax(&sel[d])));
         let mut l2 = Vec::new();
-        let mut flow = Flow { x: x.clone(), full: 3, sel: g.in_channels, max: g.in_channels };
+        let mut flow = Flow { x: x.clone(), sel: g.in_channels, max: g.in_channels };
         let mut pooled = false;
-        for layer in &self.layers {
-            let out_full = value(layer.filters);
-            let out_max = g.channels(
-                filter_values(space, layer.filters).into_iter().max().unwrap_or(out_full),
-            );
-            let out_sel = g.channels(out_full);
+        for (layer, c) in self.layers.iter().zip(&chosen) {
+            let (out_sel, out_max) = (c.output, layer.max.output);
             let omask = mask(out_sel, out_max, dev)?;
             let imask = mask(flow.sel, flow.max, dev)?;
             let x = &flow.x;
@@ -594,7 +605,6 @@ impl Supernet {
                     expand_bn,
                     kernels,
                     kernel,
-                    expansion,
                     se,
                     skip,
                     stride,
@@ -604,8 +614,7 @@ impl Supernet {
                 } => {
                     let present = skip.map_or(1.0, |d| sel[d][0]);
                     let e_max = t(expand).dim(0)?;
-                    let e_full = scale_filters(f64::from(flow.full), f64::from(value(*expansion)));
-                    let emask = mask(g.channels(e_full), e_max, dev)?;
+                    let emask = mask(c.expanded.unwrap_or(e_max), e_max, dev)?;
                     let body = |l2: &mut Vec<Tensor>| -> Result<Tensor> {
                         let xm = mask_kernel(&t(expand), &emask, &imask)?;
                         push_l2(l2_on, l2, || {
@@ -629,7 +638,7 @@ impl Supernet {
                         let mut h = acc.ok_or_else(|| candle_core::Error::msg("ib: no kernel"))?;
                         if let Some((d, s)) = se {
                             let (off, on) = (sel[*d][0], sel[*d][1]);
-                            let hid = g.channels(se_hidden(e_full));
+                            let hid = c.se_hidden.unwrap_or(1);
                             let hmax = s.b1.dims1()?;
                             let hmask = mask(hid, hmax, dev)?;
                             let mut out: Option<Tensor> = None;
@@ -683,7 +692,7 @@ impl Supernet {
                     }
                 }
             };
-            flow = Flow { x: y, full: out_full, sel: out_sel, max: out_max };
+            flow = Flow { x: y, sel: out_sel, max: out_max };
         }
         let mut x = flow.x;
         if !pooled {
@@ -791,13 +800,16 @@ impl Supernet {
         let r = Read { detach };
         let g = &self.geometry;
         let space = &self.space;
-        let value = |d: usize| space.decisions[d].value(indices[d]);
         let kernel_index = |d: Option<usize>| d.map_or(0, |d| indices[d]);
+        let chosen = g.proxy(&space.channel_plan(&|d| indices[d]));
         let mut out = Vec::new();
-        let (mut in_full, mut in_sel) = (3u32, g.in_channels);
-        for layer in &self.layers {
-            let out_full = value(layer.filters);
-            let out_sel = g.channels(out_full);
+        let mut in_sel = g.in_channels;
+        for (layer, c) in self.layers.iter().zip(&chosen) {
+            let out_sel = c.output;
+            in_sel = c.input;
+            if !c.present {
+                continue;
+            }
             match &layer.unit {
                 Unit::Stem { kernels, kernel, stride, act } => {
                     let (w, b) = &kernels[kernel_index(*kernel)];
@@ -809,9 +821,6 @@ impl Supernet {
                     });
                 }
                 Unit::Sep { branches, kernel, skip, stride, act } => {
-                    if skip.is_some_and(|d| indices[d] == 1) {
-                        continue;
-                    }
                     let b = &branches[kernel_index(*kernel)];
                     out.push(P::Sep {
                         depthwise: r.narrow1(&b.dw, in_sel)?,
@@ -828,25 +837,19 @@ impl Supernet {
                     expand_bn,
                     kernels,
                     kernel,
-                    expansion,
                     se,
                     skip,
                     stride,
                     act,
                     proj,
                     proj_bn,
+                    ..
                 } => {
-                    if skip.is_some_and(|d| indices[d] == 1) {
-                        in_full = out_full;
-                        in_sel = out_sel;
-                        continue;
-                    }
-                    let e_full = scale_filters(f64::from(in_full), f64::from(value(*expansion)));
-                    let e = g.channels(e_full);
+                    let e = c.expanded.unwrap_or(in_sel);
                     let (w, b) = &kernels[indices[*kernel]];
                     let se = match se {
                         Some((d, s)) if indices[*d] == 1 => {
-                            let h = g.channels(se_hidden(e_full));
+                            let h = c.se_hidden.unwrap_or(1);
                             Some((
                                 r.narrow2(&s.w1, h, e)?,
                                 r.narrow1(&s.b1, h)?,
@@ -879,9 +882,9 @@ impl Supernet {
                     pool: *pool,
                 }),
             }
-            in_full = out_full;
-            in_sel = out_sel;
         }
+        // The classifier reads the last layer's output.
+        in_sel = chosen.last().map_or(in_sel, |c| c.output);
         let (w, b) = &self.classifier;
         out.push(P::Classifier {
             weight: r.var(w).narrow(1, 0, in_sel)?.contiguous()?,
@@ -955,13 +958,10 @@ impl Supernet {
         use serde_json::json;
         let g = &self.geometry;
         let space = &self.space;
-        let value = |d: usize| space.decisions[d].value(argmax(&sel[d]));
-        let (mut in_full, mut in_sel) = (3u32, g.in_channels);
+        let chosen = g.proxy(&space.channel_plan(&|d| argmax(&sel[d])));
         let mut out = Vec::new();
-        for layer in &self.layers {
-            let out_full = value(layer.filters);
-            let out_sel = g.channels(out_full);
-            let mut v = json!({"in_sel": in_sel, "out_sel": out_sel});
+        for (layer, c) in self.layers.iter().zip(&chosen) {
+            let mut v = json!({"in_sel": c.input, "out_sel": c.output});
             match &layer.unit {
                 Unit::Stem { kernel, .. } | Unit::Sep { kernel, .. } => {
                     v["kernel_weights"] = json!(kernel.map_or(vec![1.0], |d| sel[d].clone()));
@@ -971,18 +971,15 @@ impl Supernet {
             if let Unit::Sep { skip, .. } | Unit::Bottleneck { skip, .. } = &layer.unit {
                 v["present"] = json!(skip.map_or(1.0, |d| sel[d][0]));
             }
-            if let Unit::Bottleneck { kernel, expansion, se, .. } = &layer.unit {
-                let e_full = scale_filters(f64::from(in_full), f64::from(value(*expansion)));
-                v["e_sel"] = json!(g.channels(e_full));
+            if let Unit::Bottleneck { kernel, se, .. } = &layer.unit {
+                v["e_sel"] = json!(c.expanded);
                 v["kernel_weights"] = json!(sel[*kernel]);
                 if let Some((d, _)) = se {
                     v["se_weights"] = json!(sel[*d]);
-                    v["h_sel"] = json!(g.channels(se_hidden(e_full)));
+                    v["h_sel"] = json!(c.se_hidden);
                 }
             }
             out.push(v);
-            in_full = out_full;
-            in_sel = out_sel;
         }
         Ok(out)
     }
