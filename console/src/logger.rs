@@ -6,6 +6,25 @@ use std::io::Write;
 
 use log::{LevelFilter, Metadata, Record};
 
+/// The `-q`/`-v` flags both binaries flatten into their command line (global: before or after
+/// the subcommand).
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct Flags {
+    /// Say only warnings and errors on stderr (no progress lines).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Say more on stderr (`-vv` for everything).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl Flags {
+    /// The verbosity they ask for.
+    pub fn verbosity(&self) -> Verbosity {
+        Verbosity::from_flags(self.quiet, self.verbose)
+    }
+}
+
 /// How much the binaries say on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {

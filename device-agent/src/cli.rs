@@ -14,12 +14,9 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-    /// Say only warnings and errors on stderr (no progress lines).
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
-    /// Say more on stderr (`-vv` for everything).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub log: console::logger::Flags,
 }
 
 /// The subcommands.

@@ -4,7 +4,7 @@ use clap::Parser;
 
 fn main() {
     let cli = device_agent::Cli::parse();
-    console::logger::init(console::Verbosity::from_flags(cli.quiet, cli.verbose));
+    console::logger::init(cli.log.verbosity());
     if let Err(err) = device_agent::run(cli) {
         let broken_pipe = err.chain().any(|e| {
             e.downcast_ref::<std::io::Error>()

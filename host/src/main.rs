@@ -8,7 +8,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let cli = host::Cli::parse();
-    console::logger::init(console::Verbosity::from_flags(cli.quiet, cli.verbose));
+    console::logger::init(cli.log.verbosity());
     match host::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(err) => {

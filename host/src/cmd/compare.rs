@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use super::Begin;
+
 use crate::run_loop::Stop;
 use crate::runs::read_json;
 use crate::search::{default_rl_lr, RewardKind};
@@ -94,19 +96,12 @@ impl Cmd {
     /// Runs; prints `comparison.json` on stdout and the Markdown table on stderr.
     pub fn run(self) -> Result<i32> {
         let interrupt = super::interrupt("compare", None)?;
-        let (cfg, dir) = match &self.resume {
-            Some(dir) => (read_json::<CompareConfig>(&dir.join("config.json"))?, dir.clone()),
-            None => {
-                let cfg = self.config()?;
-                let dir = self.out.clone().unwrap_or_else(|| {
-                    crate::runs::fresh_dir(&format!(
-                        "compare-{}-seed{}",
-                        cfg.search.space, cfg.seed
-                    ))
-                });
-                (cfg, dir)
-            }
-        };
+        let name = |c: &CompareConfig| format!("compare-{}-seed{}", c.search.space, c.seed);
+        let (cfg, dir) =
+            match super::begin(self.resume.as_ref(), self.out.as_ref(), || self.config(), name)? {
+                Begin::Resume(dir) => (read_json::<CompareConfig>(&dir.join("config.json"))?, dir),
+                Begin::Start(cfg, dir) => (cfg, dir),
+            };
         let outcome = compare::run(&cfg, &dir, &interrupt)?;
         match (outcome.stop, outcome.comparison) {
             (Stop::Finished, Some(c)) => {

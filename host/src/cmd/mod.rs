@@ -17,6 +17,7 @@ pub mod train;
 pub mod values;
 pub mod verify;
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Context, Result};
@@ -36,4 +37,29 @@ pub fn interrupt(what: &'static str, stop_at: Option<usize>) -> Result<Interrupt
     })
     .context("installing the Ctrl-C handler")?;
     Ok(interrupt)
+}
+
+/// Where a run goes: `--resume DIR` continues DIR; otherwise a new run of its configuration in
+/// `--out DIR`, or in a fresh `runs/NAME` named after the configuration.
+#[derive(Debug)]
+pub enum Begin<C> {
+    /// Continue this directory.
+    Resume(PathBuf),
+    /// Start this configuration in this directory.
+    Start(C, PathBuf),
+}
+
+/// The [`Begin`] of a command's `--resume`/`--out`; `config` is only built for a new run.
+pub fn begin<C>(
+    resume: Option<&PathBuf>,
+    out: Option<&PathBuf>,
+    config: impl FnOnce() -> Result<C>,
+    name: impl FnOnce(&C) -> String,
+) -> Result<Begin<C>> {
+    if let Some(dir) = resume {
+        return Ok(Begin::Resume(dir.clone()));
+    }
+    let cfg = config()?;
+    let dir = out.cloned().unwrap_or_else(|| crate::runs::fresh_dir(&name(&cfg)));
+    Ok(Begin::Start(cfg, dir))
 }

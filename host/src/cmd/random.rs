@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use super::Begin;
+
 use crate::run_loop::Stop;
 use crate::runs::read_json;
 use crate::study::random::{self, RandomConfig};
@@ -67,16 +69,12 @@ impl Cmd {
     /// Runs; prints `result.json` on stdout.
     pub fn run(self) -> Result<i32> {
         let interrupt = super::interrupt("random search", None)?;
-        let (cfg, dir) = match &self.resume {
-            Some(dir) => (read_json::<RandomConfig>(&dir.join("config.json"))?, dir.clone()),
-            None => {
-                let cfg = self.config()?;
-                let dir = self.out.clone().unwrap_or_else(|| {
-                    crate::runs::fresh_dir(&format!("random-{}-seed{}", cfg.train.space, cfg.seed))
-                });
-                (cfg, dir)
-            }
-        };
+        let name = |c: &RandomConfig| format!("random-{}-seed{}", c.train.space, c.seed);
+        let (cfg, dir) =
+            match super::begin(self.resume.as_ref(), self.out.as_ref(), || self.config(), name)? {
+                Begin::Resume(dir) => (read_json::<RandomConfig>(&dir.join("config.json"))?, dir),
+                Begin::Start(cfg, dir) => (cfg, dir),
+            };
         let outcome = random::run(&cfg, &dir, self.jobs, &interrupt)?;
         match (outcome.stop, outcome.result) {
             (Stop::Finished, Some(r)) => {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use super::Begin;
+
 use crate::search::{self, default_rl_lr, Baseline, RewardKind, SearchConfig, Stop};
 
 /// Arguments of `tunas search`.
@@ -95,16 +97,12 @@ impl Cmd {
             crate::device::TransportSpec::parse(device, self.verify_agent.as_ref())?;
         }
         let interrupt = super::interrupt("search", self.stop_at)?;
-        let (outcome, dir) = match &self.resume {
-            Some(dir) => (search::resume(dir, &interrupt)?, dir.clone()),
-            None => {
-                let cfg = self.config()?;
-                let dir = self.out.clone().unwrap_or_else(|| {
-                    crate::runs::fresh_dir(&format!("search-{}-seed{}", cfg.space, cfg.seed))
-                });
-                (search::start(cfg, &dir, &interrupt)?, dir)
-            }
-        };
+        let name = |c: &SearchConfig| format!("search-{}-seed{}", c.space, c.seed);
+        let (outcome, dir) =
+            match super::begin(self.resume.as_ref(), self.out.as_ref(), || self.config(), name)? {
+                Begin::Resume(dir) => (search::resume(&dir, &interrupt)?, dir),
+                Begin::Start(cfg, dir) => (search::start(cfg, &dir, &interrupt)?, dir),
+            };
         match (outcome.stop, outcome.final_report) {
             (Stop::Finished, Some(report)) => {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use super::Begin;
+
 use crate::run_loop::Stop;
 use crate::train::{self, TrainConfig};
 
@@ -59,16 +61,12 @@ impl Cmd {
     /// Trains; prints `result.json` on stdout.
     pub fn run(self) -> Result<i32> {
         let interrupt = super::interrupt("train", self.stop_at)?;
-        let (outcome, dir) = match &self.resume {
-            Some(dir) => (train::resume(dir, &interrupt)?, dir.clone()),
-            None => {
-                let cfg = self.config()?;
-                let dir = self.out.clone().unwrap_or_else(|| {
-                    crate::runs::fresh_dir(&format!("train-{}-seed{}", cfg.space, cfg.seed))
-                });
-                (train::start(cfg, &dir, &interrupt)?, dir)
-            }
-        };
+        let name = |c: &TrainConfig| format!("train-{}-seed{}", c.space, c.seed);
+        let (outcome, dir) =
+            match super::begin(self.resume.as_ref(), self.out.as_ref(), || self.config(), name)? {
+                Begin::Resume(dir) => (train::resume(&dir, &interrupt)?, dir),
+                Begin::Start(cfg, dir) => (train::start(cfg, &dir, &interrupt)?, dir),
+            };
         match (outcome.stop, outcome.result) {
             (Stop::Finished, Some(r)) => {
                 println!("{}", serde_json::to_string_pretty(&r)?);
