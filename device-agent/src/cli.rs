@@ -68,7 +68,7 @@ mod tests {
             Cli::try_parse_from(["device-agent", "bench", "--plan", "p.json", "--out", "t.json"])
                 .unwrap();
         let Command::Bench(a) = cli.command else { panic!("not bench") };
-        assert_eq!(a.method, Method::default());
+        assert_eq!(a.measure.method, Method::default());
         let cli = Cli::try_parse_from([
             "device-agent",
             "bench",
@@ -83,7 +83,7 @@ mod tests {
         ])
         .unwrap();
         let Command::Bench(a) = cli.command else { panic!("not bench") };
-        assert_eq!((a.method.passes, a.method.seed), (5, 9));
+        assert_eq!((a.measure.method.passes, a.measure.method.seed), (5, 9));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use latency_tables::meta::MAX_THREADS;
-use latency_tables::F64Range;
+use latency_tables::{F64Range, Fingerprint, Method};
 
 use crate::measure::{self, Placement};
 use crate::sysinfo;
@@ -58,4 +58,25 @@ pub fn setup(p: &PlacementArgs) -> Result<(Placement, latency_tables::Fingerprin
     }
     let placement = Placement { cpus: affinity.clone(), thermal_limit_c: p.thermal_limit };
     Ok((placement, sysinfo::fingerprint(&affinity, p.threads)))
+}
+
+/// The measuring commands' flags (`bench`, `bench-model`): the method and the placement.
+#[derive(Debug, Clone, Args)]
+pub struct MeasureArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub method: Method,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub placement: PlacementArgs,
+}
+
+impl MeasureArgs {
+    /// Pins and fingerprints the placement; the method with its thread count, checked.
+    pub fn setup(&self) -> Result<(Placement, Fingerprint, Method)> {
+        let (placement, fp) = setup(&self.placement)?;
+        let method = Method { threads: self.placement.threads, ..self.method };
+        method.check()?;
+        Ok((placement, fp, method))
+    }
 }

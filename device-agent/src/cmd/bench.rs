@@ -4,11 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use latency_tables::Method;
 
 use crate::engine::Engine;
 use crate::measure;
-use crate::placement::{setup, PlacementArgs};
+use crate::placement::MeasureArgs;
 
 /// `device-agent bench`
 #[derive(Debug, Args)]
@@ -24,18 +23,13 @@ pub struct Cmd {
     pub resume: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub method: Method,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub placement: PlacementArgs,
+    pub measure: MeasureArgs,
 }
 
 impl Cmd {
     /// Measures the plan; prints the summary as JSON.
     pub fn run(self, engine: &dyn Engine) -> Result<()> {
-        let (placement, fp) = setup(&self.placement)?;
-        let method = Method { threads: self.placement.threads, ..self.method };
-        method.check()?;
+        let (placement, fp, method) = self.measure.setup()?;
         let summary = crate::bench::bench(
             engine,
             &self.plan,

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use latency_tables::{LatencyStats, Method};
+use latency_tables::LatencyStats;
 
 use crate::engine::Engine;
 use crate::measure;
-use crate::placement::{setup, PlacementArgs};
+use crate::placement::MeasureArgs;
 
 /// `device-agent bench-model`
 #[derive(Debug, Args)]
@@ -20,18 +20,13 @@ pub struct Cmd {
     pub input_shape: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub method: Method,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub placement: PlacementArgs,
+    pub measure: MeasureArgs,
 }
 
 impl Cmd {
     /// Times the model; prints the statistics as JSON.
     pub fn run(self, engine: &dyn Engine) -> Result<()> {
-        let (placement, fp) = setup(&self.placement)?;
-        let method = Method { threads: self.placement.threads, ..self.method };
-        method.check()?;
+        let (placement, fp, method) = self.measure.setup()?;
         let bytes = std::fs::read(&self.model)
             .with_context(|| format!("reading {}", self.model.display()))?;
         let shape = match &self.input_shape {
