@@ -5,6 +5,7 @@ mod net;
 pub mod ops;
 mod optim;
 mod plain;
+mod units;
 
 pub use net::{proxy_strides, Forward, ProxyGeometry, Selection, Supernet, BN_EPS};
 pub use optim::{cosine_lr, RmsProp};
