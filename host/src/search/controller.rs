@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
-use crate::space::{LayerSpec, SearchSpace, Tag};
+use crate::space::{SearchSpace, Tag};
 
 /// The reward functions of tunas-spec §3.3, with `ρ = T(α)/T0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -76,21 +76,7 @@ pub fn decision_infos(space: &SearchSpace) -> Vec<DecisionInfo> {
         .collect();
     for block in &space.blocks {
         for layer in &block.layers {
-            let (skip, children): (Option<usize>, Vec<usize>) = match *layer {
-                LayerSpec::SepConv { kernel, skip, .. } => (
-                    skip,
-                    match kernel {
-                        crate::space::Param::Decision(d) => vec![d],
-                        crate::space::Param::Fixed(_) => vec![],
-                    },
-                ),
-                LayerSpec::Bottleneck { kernel, expansion, se, skip, .. } => {
-                    let mut v = vec![kernel, expansion];
-                    v.extend(se);
-                    (skip, v)
-                }
-                _ => (None, vec![]),
-            };
+            let (skip, children) = (layer.skip(), layer.op_decisions());
             if let Some(s) = skip {
                 for c in children {
                     infos[c].parent = Some(s);

@@ -176,6 +176,46 @@ pub enum LayerSpec {
     },
 }
 
+impl LayerSpec {
+    /// The deployment stride (1 for the head).
+    pub fn stride(&self) -> u32 {
+        match *self {
+            LayerSpec::Conv { stride, .. }
+            | LayerSpec::SepConv { stride, .. }
+            | LayerSpec::Bottleneck { stride, .. } => stride,
+            LayerSpec::Head { .. } => 1,
+        }
+    }
+
+    /// The skip decision, when the layer is optional.
+    pub fn skip(&self) -> Option<usize> {
+        match *self {
+            LayerSpec::SepConv { skip, .. } | LayerSpec::Bottleneck { skip, .. } => skip,
+            LayerSpec::Conv { .. } | LayerSpec::Head { .. } => None,
+        }
+    }
+
+    /// The decisions that shape the layer's op besides its block's filters and its skip
+    /// (kernel, expansion, SE): those that only matter when the layer is present.
+    pub fn op_decisions(&self) -> Vec<usize> {
+        let param = |p: Param| match p {
+            Param::Decision(d) => Some(d),
+            Param::Fixed(_) => None,
+        };
+        match *self {
+            LayerSpec::Conv { kernel, .. } | LayerSpec::SepConv { kernel, .. } => {
+                param(kernel).into_iter().collect()
+            }
+            LayerSpec::Bottleneck { kernel, expansion, se, .. } => {
+                let mut v = vec![kernel, expansion];
+                v.extend(se);
+                v
+            }
+            LayerSpec::Head { .. } => vec![],
+        }
+    }
+}
+
 /// A block: layers that all write the block's output-filters decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {

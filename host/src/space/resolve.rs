@@ -80,28 +80,9 @@ fn layer_keys(
     }
 }
 
-/// The decisions a layer reads besides its block's filters (kernel, expansion, SE, skip).
+/// The decisions a layer reads besides its block's filters (skip, kernel, expansion, SE).
 fn local_decisions(spec: &LayerSpec) -> Vec<usize> {
-    match *spec {
-        LayerSpec::Conv { kernel, .. } => match kernel {
-            Param::Decision(d) => vec![d],
-            Param::Fixed(_) => vec![],
-        },
-        LayerSpec::SepConv { kernel, skip, .. } => {
-            let mut v: Vec<usize> = skip.into_iter().collect();
-            if let Param::Decision(d) = kernel {
-                v.push(d);
-            }
-            v
-        }
-        LayerSpec::Bottleneck { kernel, expansion, se, skip, .. } => {
-            let mut v = vec![kernel, expansion];
-            v.extend(se);
-            v.extend(skip);
-            v
-        }
-        LayerSpec::Head { .. } => vec![],
-    }
+    spec.skip().into_iter().chain(spec.op_decisions()).collect()
 }
 
 fn filters_of(space: &SearchSpace, d: usize) -> &[u32] {

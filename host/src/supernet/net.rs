@@ -25,7 +25,7 @@ use latency_tables::Activation;
 use super::ops::batch_norm_act;
 use super::units::{self, Init, Pass, Read, SuperUnit, Widths};
 use crate::rng::Rng;
-use crate::space::{LayerChannels, LayerSpec, SearchSpace};
+use crate::space::{LayerChannels, SearchSpace};
 
 /// Batch-norm epsilon of the reference code.
 pub const BN_EPS: f64 = 1e-3;
@@ -130,18 +130,8 @@ pub struct Forward {
 /// Proxy strides: the deployment strides with the first stride-2 layers made stride 1 until the
 /// last stage is at least 2×2 at `input_hw`.
 pub fn proxy_strides(space: &SearchSpace, input_hw: usize) -> Vec<usize> {
-    let mut strides: Vec<usize> = space
-        .blocks
-        .iter()
-        .flat_map(|b| {
-            b.layers.iter().map(|l| match *l {
-                LayerSpec::Conv { stride, .. }
-                | LayerSpec::SepConv { stride, .. }
-                | LayerSpec::Bottleneck { stride, .. } => stride as usize,
-                LayerSpec::Head { .. } => 1,
-            })
-        })
-        .collect();
+    let mut strides: Vec<usize> =
+        space.blocks.iter().flat_map(|b| b.layers.iter().map(|l| l.stride() as usize)).collect();
     let last = |s: &[usize]| s.iter().fold(input_hw, |hw, &st| hw.div_ceil(st));
     while last(&strides) < 2 {
         match strides.iter().position(|&s| s > 1) {
