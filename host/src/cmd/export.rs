@@ -9,7 +9,7 @@ use clap::Args;
 use crate::data::{Batcher, Dataset};
 use crate::runs::{load_latency, read_json, write_atomic, DEPLOYMENT_RESOLUTION};
 use crate::space::SearchSpace;
-use crate::train::export::{compare_keys, export_onnx};
+use crate::train::export::{compare_keys, export_onnx, ExportCheck, ExportReport, TractCheck};
 use crate::train::{load_network, TrainConfig};
 
 /// Arguments of `tunas export`.
@@ -176,55 +176,43 @@ impl Cmd {
                 let (max, differ) = agreement(&t, &candle, classes);
                 let scale = logit_scale(&candle);
                 failed |= max > TOLERANCE * scale || differ > 0;
-                serde_json::json!({"max_abs_diff": max, "logit_scale": scale, "top1_differs": differ, "agent": agent})
+                Some(TractCheck {
+                    max_abs_diff: max,
+                    logit_scale: scale,
+                    top1_differs: differ,
+                    agent,
+                })
             }
             None => {
                 log::warn!("export: no device-agent next to tunas (build it, or give --agent); the tract check is skipped");
-                serde_json::Value::Null
+                None
             }
         };
-        let report = serde_json::json!({
-            "model": self.out,
-            "space": cfg.space,
-            "arch": cfg.arch,
-            "input": [1, g.in_channels, g.input_hw, g.input_hw],
-            "classes": classes,
-            "bytes": bytes.len(),
-            "latency_model": model.describe(),
-            "latency_ms": model.latency_ms(&arch)?,
-            "exported_keys": proxy.layers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-            "priced_keys": deployment.layers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
-            "key_mismatches": key_mismatches,
-            "check": {
-                "images": n,
-                "input": check.join("input.f32"),
-                "candle_logits": check.join("candle.f32"),
-                "labels": labels,
-                "candle_accuracy": candle_acc,
-                "tract": tract,
+        let report = ExportReport {
+            model: self.out.clone(),
+            space: cfg.space.clone(),
+            arch: cfg.arch.clone(),
+            input: [1, g.in_channels, g.input_hw, g.input_hw],
+            classes,
+            bytes: bytes.len(),
+            latency_model: model.describe(),
+            latency_ms: model.latency_ms(&arch)?,
+            exported_keys: proxy.layers.iter().map(|k| k.to_string()).collect(),
+            priced_keys: deployment.layers.iter().map(|k| k.to_string()).collect(),
+            key_mismatches,
+            check: ExportCheck {
+                images: n,
+                input: check.join("input.f32"),
+                candle_logits: check.join("candle.f32"),
+                labels,
+                candle_accuracy: candle_acc,
+                tract,
             },
-        });
-        write_atomic(&self.out.with_extension("json"), &serde_json::to_string_pretty(&report)?)?;
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        log::info!(
-            "export: {} ({} layers, {} bytes); op keys {}; tract {}",
-            self.out.display(),
-            proxy.layers.len(),
-            bytes.len(),
-            if report["key_mismatches"].as_array().is_some_and(|a| a.is_empty()) {
-                "match the latency model's".to_string()
-            } else {
-                "DO NOT match (see key_mismatches)".to_string()
-            },
-            match &report["check"]["tract"] {
-                serde_json::Value::Null => "not checked".to_string(),
-                t => format!(
-                    "max |Δ| {:.2e}, top-1 differs on {} of {n}",
-                    t["max_abs_diff"].as_f64().unwrap_or(f64::NAN),
-                    t["top1_differs"]
-                ),
-            }
-        );
+        };
+        let text = serde_json::to_string_pretty(&report)?;
+        write_atomic(&self.out.with_extension("json"), &text)?;
+        println!("{text}");
+        log::info!("{}", report.summary());
         Ok(if failed { 1 } else { 0 })
     }
 }

@@ -176,9 +176,132 @@ pub fn compare_keys(
     bad
 }
 
+/// What `tunas export` writes next to the model (`MODEL.json`) and prints.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportReport {
+    /// The ONNX file.
+    pub model: std::path::PathBuf,
+    /// The search space.
+    pub space: String,
+    /// The architecture's index string.
+    pub arch: String,
+    /// The input shape `[1, C, H, W]`.
+    pub input: [usize; 4],
+    /// Output classes.
+    pub classes: usize,
+    /// Size of the ONNX file.
+    pub bytes: usize,
+    /// The latency model that priced the architecture.
+    pub latency_model: String,
+    /// Its T(α) (ms).
+    pub latency_ms: f64,
+    /// The exported network's op keys (proxy geometry).
+    pub exported_keys: Vec<String>,
+    /// The keys the latency model priced (deployment geometry).
+    pub priced_keys: Vec<String>,
+    /// Layers whose keys do not correspond ([`compare_keys`]); empty when they all do.
+    pub key_mismatches: Vec<String>,
+    /// Candle's logits against tract's.
+    pub check: ExportCheck,
+}
+
+/// The logits check of an export.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportCheck {
+    /// Test images run.
+    pub images: usize,
+    /// Their raw f32 input.
+    pub input: std::path::PathBuf,
+    /// Candle's raw f32 logits.
+    pub candle_logits: std::path::PathBuf,
+    /// Their labels.
+    pub labels: Vec<u32>,
+    /// Candle's top-1 accuracy on them.
+    pub candle_accuracy: f64,
+    /// tract's agreement, when a device agent ran it.
+    pub tract: Option<TractCheck>,
+}
+
+/// tract's logits against Candle's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TractCheck {
+    /// Largest |Δ| of a logit.
+    pub max_abs_diff: f64,
+    /// max(1, max |logit|): the tolerance's scale.
+    pub logit_scale: f64,
+    /// Images whose top-1 differs.
+    pub top1_differs: usize,
+    /// The agent that ran tract.
+    pub agent: std::path::PathBuf,
+}
+
+impl ExportReport {
+    /// The one-line summary for people.
+    pub fn summary(&self) -> String {
+        format!(
+            "export: {} ({} layers, {} bytes); op keys {}; tract {}",
+            self.model.display(),
+            self.exported_keys.len(),
+            self.bytes,
+            if self.key_mismatches.is_empty() {
+                "match the latency model's"
+            } else {
+                "DO NOT match (see key_mismatches)"
+            },
+            match &self.check.tract {
+                None => "not checked".to_string(),
+                Some(t) => format!(
+                    "max |Δ| {:.2e}, top-1 differs on {} of {}",
+                    t.max_abs_diff, t.top1_differs, self.check.images
+                ),
+            }
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_export_report_reads_back_and_a_missing_field_is_named() {
+        let report = ExportReport {
+            model: "m.onnx".into(),
+            space: "proxylessnas".into(),
+            arch: "0:1".into(),
+            input: [1, 1, 32, 32],
+            classes: 10,
+            bytes: 100,
+            latency_model: "pixel1".into(),
+            latency_ms: 84.0,
+            exported_keys: vec!["a".into()],
+            priced_keys: vec!["b".into()],
+            key_mismatches: vec![],
+            check: ExportCheck {
+                images: 2,
+                input: "i.f32".into(),
+                candle_logits: "c.f32".into(),
+                labels: vec![1, 2],
+                candle_accuracy: 0.5,
+                tract: Some(TractCheck {
+                    max_abs_diff: 1e-6,
+                    logit_scale: 3.0,
+                    top1_differs: 0,
+                    agent: "device-agent".into(),
+                }),
+            },
+        };
+        let text = serde_json::to_string(&report).unwrap();
+        assert_eq!(serde_json::from_str::<ExportReport>(&text).unwrap(), report);
+        assert!(report.summary().contains("match the latency model's"), "{}", report.summary());
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v.as_object_mut().unwrap().remove("latency_ms");
+        let err = serde_json::from_value::<ExportReport>(v).unwrap_err().to_string();
+        assert!(err.contains("latency_ms"), "{err}");
+    }
     use crate::rng::Rng;
     use crate::space::{space_names, SearchSpace};
     use crate::supernet::ProxyGeometry;
