@@ -12,7 +12,6 @@ use crate::runs::read_json;
 use crate::search::{default_rl_lr, RewardKind};
 use crate::study::compare::{self, equal_compute_steps, CompareConfig};
 use crate::study::random::RandomConfig;
-use crate::train::TrainConfig;
 
 /// Arguments of `tunas compare`.
 #[derive(Debug, Args)]
@@ -70,7 +69,7 @@ impl Cmd {
         search.beta = self.beta;
         search.steps = self.search_steps;
         search.rl_lr = default_rl_lr(search.steps, search.delay());
-        let mut train = TrainConfig::like_search(&search);
+        let mut train = crate::study::train_like(&search);
         let mut candidate = train.clone();
         candidate.steps = self
             .candidate_steps

@@ -754,16 +754,9 @@ pub fn evaluate_one_shot(
     weights: &[Vec<f32>],
     batch: usize,
 ) -> Result<f64> {
-    let mut hits = 0.0;
-    let mut start = 0;
-    while start < set.len() {
-        let end = (start + batch).min(set.len());
-        let idx: Vec<usize> = (start..end).collect();
-        let (x, y) = batcher.batch(set, &idx, None, net.device())?;
-        hits += accuracy(&net.forward_eval(&x, weights)?, &y)? * (end - start) as f64;
-        start = end;
-    }
-    Ok(hits / set.len().max(1) as f64)
+    crate::supernet::evaluate_split(set, batcher, batch, net.device(), |x| {
+        net.forward_eval(x, weights)
+    })
 }
 
 /// Reads `steps.jsonl`; a malformed line is an error naming the file and line.

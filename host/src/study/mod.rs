@@ -6,3 +6,21 @@ pub mod compare;
 pub mod random;
 pub mod rank;
 pub mod window;
+
+use crate::search::SearchConfig;
+use crate::train::TrainConfig;
+
+/// The stand-alone training defaults, trained like the search `search` (its space, latency
+/// model, data and held-out split, width, batch size and weight learning rate): how the
+/// search's result and its rivals are trained (`tunas compare`, `tunas rank-check`).
+pub fn train_like(search: &SearchConfig) -> TrainConfig {
+    TrainConfig {
+        latency: search.latency.clone(),
+        data: search.data.clone(),
+        validation_size: search.validation_size,
+        width_multiplier: search.width_multiplier,
+        batch_size: search.batch_size,
+        lr: search.lr,
+        ..TrainConfig::new(&search.space, "")
+    }
+}

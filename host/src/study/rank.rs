@@ -68,7 +68,7 @@ impl RankConfig {
         if !(epochs.is_finite() && epochs > 0.0) {
             bail!("--epochs must be positive, got {epochs}");
         }
-        let mut train = TrainConfig::like_search(search);
+        let mut train = super::train_like(search);
         train.seed = seed;
         let n_train = data::load(&search.data)?.train.len().saturating_sub(search.validation_size);
         train.steps = train.steps_for_epochs(epochs, n_train);

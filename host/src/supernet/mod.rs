@@ -23,6 +23,28 @@ pub fn smoothed_cross_entropy(logits: &Tensor, labels: &Tensor, eps: f64) -> Res
     per.mean_all()
 }
 
+/// Top-1 accuracy of `logits` on a whole split, in batches of `batch` (no flips): the one
+/// evaluation loop of one-shot and stand-alone evaluation.
+pub fn evaluate_split(
+    set: &crate::data::ImageSet,
+    batcher: &crate::data::Batcher,
+    batch: usize,
+    device: &candle_core::Device,
+    mut logits: impl FnMut(&Tensor) -> Result<Tensor>,
+) -> anyhow::Result<f64> {
+    use crate::data::Dataset;
+    let mut hits = 0.0;
+    let mut start = 0;
+    while start < set.len() {
+        let end = (start + batch).min(set.len());
+        let idx: Vec<usize> = (start..end).collect();
+        let (x, y) = batcher.batch(set, &idx, None, device)?;
+        hits += accuracy(&logits(&x)?, &y)? * (end - start) as f64;
+        start = end;
+    }
+    Ok(hits / set.len().max(1) as f64)
+}
+
 /// Top-1 accuracy (fraction in [0, 1]).
 pub fn accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
     let pred = logits.argmax(D::Minus1)?;

@@ -93,21 +93,6 @@ impl TrainConfig {
         }
     }
 
-    /// The defaults, trained like the search `search` (its space, latency model, data and
-    /// held-out split, width, batch size and weight learning rate): how the search's result
-    /// and its rivals are trained stand-alone (`tunas compare`, `tunas rank-check`).
-    pub fn like_search(search: &crate::search::SearchConfig) -> TrainConfig {
-        TrainConfig {
-            latency: search.latency.clone(),
-            data: search.data.clone(),
-            validation_size: search.validation_size,
-            width_multiplier: search.width_multiplier,
-            batch_size: search.batch_size,
-            lr: search.lr,
-            ..TrainConfig::new(&search.space, "")
-        }
-    }
-
     /// Steps for `epochs` passes over `train_images` at this batch size (at least one).
     pub fn steps_for_epochs(&self, epochs: f64, train_images: usize) -> usize {
         steps_for_epochs(epochs, train_images, self.batch_size)
@@ -383,16 +368,7 @@ pub fn evaluate(
     batcher: &Batcher,
     batch: usize,
 ) -> Result<f64> {
-    let mut hits = 0.0;
-    let mut start = 0;
-    while start < set.len() {
-        let end = (start + batch).min(set.len());
-        let idx: Vec<usize> = (start..end).collect();
-        let (x, y) = batcher.batch(set, &idx, None, &Device::Cpu)?;
-        hits += accuracy(&net.forward_eval(&x)?, &y)? * (end - start) as f64;
-        start = end;
-    }
-    Ok(hits / set.len().max(1) as f64)
+    crate::supernet::evaluate_split(set, batcher, batch, &Device::Cpu, |x| net.forward_eval(x))
 }
 
 /// The outcome of a training run.
