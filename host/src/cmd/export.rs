@@ -97,8 +97,8 @@ impl Cmd {
             }
             (None, Some(w)) => {
                 let space = SearchSpace::by_name(&self.space)?;
-                let text = super::latency::arch_text(self.arch.as_deref().unwrap_or_default())?;
-                let arch = space.parse_arch(&text)?;
+                let arch =
+                    super::options::architecture(&space, self.arch.as_deref().unwrap_or_default())?;
                 let mut cfg = TrainConfig::new(space.name, &arch.to_string());
                 cfg.data = self.data.clone();
                 cfg.width_multiplier = self.width_multiplier;
@@ -214,5 +214,46 @@ impl Cmd {
         println!("{text}");
         log::info!("{}", report.summary());
         Ok(if failed { 1 } else { 0 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+    use crate::space::SearchSpace;
+
+    /// ProxylessNAS-Mobile's index string, written as an architecture file and as a search
+    /// run's `architecture.txt`: `(file, @run, indices)`.
+    fn arch_sources(dir: &std::path::Path) -> (String, String, String) {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let indices = space.parse_arch("proxylessnas-mobile").unwrap().to_string();
+        let file = dir.join("arch.txt");
+        std::fs::write(&file, format!("{indices}\n")).unwrap();
+        std::fs::write(dir.join("architecture.txt"), &indices).unwrap();
+        (file.display().to_string(), format!("@{}", dir.display()), indices)
+    }
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("tunas").chain(args.iter().copied())).unwrap().command
+    }
+
+    #[test]
+    fn export_reads_arch_from_a_file_and_a_run_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, run, indices) = arch_sources(dir.path());
+        for arg in [file.as_str(), run.as_str()] {
+            let Command::Export(c) =
+                parse(&["export", "--arch", arg, "--weights", "w.safetensors", "--out", "o.onnx"])
+            else {
+                panic!("not export")
+            };
+            let (cfg, weights) = c.source().unwrap();
+            assert_eq!(
+                (cfg.arch.as_str(), weights.to_str()),
+                (indices.as_str(), Some("w.safetensors"))
+            );
+        }
     }
 }

@@ -29,27 +29,6 @@ pub struct Cmd {
     pub json: bool,
 }
 
-/// Reads `--arch` (one rule for every command): `@RUN_DIR` reads a search run's
-/// `architecture.txt`; a path to a file reads the file; anything else is the text itself (an
-/// index string, JSON, or a reference name).
-pub fn arch_text(arg: &str) -> anyhow::Result<String> {
-    use anyhow::Context;
-    if let Some(dir) = arg.strip_prefix('@') {
-        let path = std::path::PathBuf::from(dir).join("architecture.txt");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            anyhow::anyhow!("{}: {e} (is {dir} a finished search run?)", path.display())
-        })?;
-        return Ok(text.trim().to_string());
-    }
-    let path = std::path::Path::new(arg);
-    if !arg.contains(':') && path.is_file() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading architecture file {arg}"))?;
-        return Ok(text.trim().to_string());
-    }
-    Ok(arg.to_string())
-}
-
 impl Cmd {
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<i32> {
@@ -57,7 +36,7 @@ impl Cmd {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         let space = SearchSpace::by_name(&self.space)?;
-        let arch = space.parse_arch(&arch_text(&self.arch)?)?;
+        let arch = super::options::architecture(&space, &self.arch)?;
         let model = load_model(&self.latency, &space, self.resolution)?;
         let b = model.breakdown(&arch)?;
         if self.json {
@@ -92,24 +71,5 @@ impl Cmd {
             );
         }
         Ok(0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_form_of_arch_is_read_by_the_one_rule() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("arch.txt");
-        std::fs::write(&file, "0:1:2\n").unwrap();
-        assert_eq!(arch_text(&file.display().to_string()).unwrap(), "0:1:2");
-        std::fs::write(dir.path().join("architecture.txt"), "3:4\n").unwrap();
-        assert_eq!(arch_text(&format!("@{}", dir.path().display())).unwrap(), "3:4");
-        let err = arch_text("@/no/such/run").unwrap_err().to_string();
-        assert!(err.contains("architecture.txt") && err.contains("finished search run"), "{err}");
-        assert_eq!(arch_text("proxylessnas-mobile").unwrap(), "proxylessnas-mobile");
-        assert_eq!(arch_text("0:1:2").unwrap(), "0:1:2");
     }
 }

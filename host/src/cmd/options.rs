@@ -1,11 +1,11 @@
 //! Option groups shared by the training commands (`search`, `train`, `random-search`,
 //! `compare`), declared once and flattened into each command's arguments.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::search::SearchConfig;
-use crate::space::SearchSpace;
+use crate::space::{Architecture, SearchSpace};
 use crate::train::TrainConfig;
 
 /// What a run trains and on what: the space, the latency model that prices it, the data and its
@@ -104,6 +104,32 @@ impl Target {
     }
 }
 
+/// Reads `--arch` (one rule for every command): `@RUN_DIR` reads a search run's
+/// `architecture.txt`; a path to a file reads the file; anything else is the text itself (an
+/// index string, JSON, or a reference name).
+pub fn arch_text(arg: &str) -> Result<String> {
+    if let Some(dir) = arg.strip_prefix('@') {
+        let path = std::path::PathBuf::from(dir).join("architecture.txt");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!("{}: {e} (is {dir} a finished search run?)", path.display())
+        })?;
+        return Ok(text.trim().to_string());
+    }
+    let path = std::path::Path::new(arg);
+    if !arg.contains(':') && path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading architecture file {arg}"))?;
+        return Ok(text.trim().to_string());
+    }
+    Ok(arg.to_string())
+}
+
+/// The architecture of `space` that `--arch ARG` names (the one architecture source of every
+/// command: a reference name, an index string, JSON, a file, or `@RUN_DIR`).
+pub fn architecture(space: &SearchSpace, arg: &str) -> Result<Architecture> {
+    Ok(space.parse_arch(&arch_text(arg)?)?)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -164,5 +190,19 @@ mod tests {
             line.training.steps_for_epochs(1.0).unwrap(),
             (n as f64 / 32.0).round() as usize
         );
+    }
+
+    #[test]
+    fn every_form_of_arch_is_read_by_the_one_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("arch.txt");
+        std::fs::write(&file, "0:1:2\n").unwrap();
+        assert_eq!(arch_text(&file.display().to_string()).unwrap(), "0:1:2");
+        std::fs::write(dir.path().join("architecture.txt"), "3:4\n").unwrap();
+        assert_eq!(arch_text(&format!("@{}", dir.path().display())).unwrap(), "3:4");
+        let err = arch_text("@/no/such/run").unwrap_err().to_string();
+        assert!(err.contains("architecture.txt") && err.contains("finished search run"), "{err}");
+        assert_eq!(arch_text("proxylessnas-mobile").unwrap(), "proxylessnas-mobile");
+        assert_eq!(arch_text("0:1:2").unwrap(), "0:1:2");
     }
 }

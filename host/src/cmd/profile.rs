@@ -84,7 +84,7 @@ impl Cmd {
         let space = SearchSpace::by_name(space)?;
         let keys: Vec<OpKey> = match &self.arch {
             Some(arch) => {
-                let arch = space.parse_arch(&crate::cmd::latency::arch_text(arch)?)?;
+                let arch = super::options::architecture(&space, arch)?;
                 space.resolve(&arch, self.resolution).network.layers
             }
             None => space.plan(self.resolution).into_iter().collect(),
@@ -196,5 +196,52 @@ impl Cmd {
             writeln!(out)?;
         }
         Ok(if summary.failed.is_empty() { 0 } else { 1 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+    use crate::space::SearchSpace;
+
+    /// ProxylessNAS-Mobile's index string, written as an architecture file and as a search
+    /// run's `architecture.txt`: `(file, @run, indices)`.
+    fn arch_sources(dir: &std::path::Path) -> (String, String, String) {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let indices = space.parse_arch("proxylessnas-mobile").unwrap().to_string();
+        let file = dir.join("arch.txt");
+        std::fs::write(&file, format!("{indices}\n")).unwrap();
+        std::fs::write(dir.join("architecture.txt"), &indices).unwrap();
+        (file.display().to_string(), format!("@{}", dir.display()), indices)
+    }
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("tunas").chain(args.iter().copied())).unwrap().command
+    }
+
+    #[test]
+    fn profile_reads_arch_from_a_file_and_a_run_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, run, indices) = arch_sources(dir.path());
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        // The plan of the network's distinct keys.
+        let want: std::collections::BTreeSet<_> = space
+            .resolve(&space.parse_arch(&indices).unwrap(), 224)
+            .network
+            .layers
+            .into_iter()
+            .collect();
+        for arg in [file.as_str(), run.as_str()] {
+            let line = ["profile", "--space", "proxylessnas", "--arch", arg];
+            let Command::Profile(c) =
+                parse(&[&line[..], &["--device", "local", "--out", "t.json"]].concat())
+            else {
+                panic!("not profile")
+            };
+            let got: std::collections::BTreeSet<_> = c.keys().unwrap().into_iter().collect();
+            assert_eq!(got, want, "--arch {arg}");
+        }
     }
 }

@@ -46,8 +46,8 @@ pub struct Cmd {
 impl Cmd {
     fn config(&self) -> Result<TrainConfig> {
         let t = &self.training;
-        let text = super::latency::arch_text(self.arch.as_deref().unwrap_or_default())?;
-        let arch = t.space()?.parse_arch(&text)?;
+        let arch =
+            super::options::architecture(&t.space()?, self.arch.as_deref().unwrap_or_default())?;
         let mut cfg = t.train_config(&arch.to_string())?;
         cfg.checkpoint_every = self.checkpoint_every;
         cfg.lr = self.lr.unwrap_or(cfg.lr);
@@ -82,6 +82,41 @@ impl Cmd {
                 Ok(0)
             }
             _ => Ok(130),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+    use crate::space::SearchSpace;
+
+    /// ProxylessNAS-Mobile's index string, written as an architecture file and as a search
+    /// run's `architecture.txt`: `(file, @run, indices)`.
+    fn arch_sources(dir: &std::path::Path) -> (String, String, String) {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let indices = space.parse_arch("proxylessnas-mobile").unwrap().to_string();
+        let file = dir.join("arch.txt");
+        std::fs::write(&file, format!("{indices}\n")).unwrap();
+        std::fs::write(dir.join("architecture.txt"), &indices).unwrap();
+        (file.display().to_string(), format!("@{}", dir.display()), indices)
+    }
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("tunas").chain(args.iter().copied())).unwrap().command
+    }
+
+    #[test]
+    fn train_reads_arch_from_a_file_and_a_run_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, run, indices) = arch_sources(dir.path());
+        for arg in [file.as_str(), run.as_str(), "proxylessnas-mobile"] {
+            let Command::Train(c) = parse(&["train", "--arch", arg, "--steps", "1"]) else {
+                panic!("not train")
+            };
+            assert_eq!(c.config().unwrap().arch, indices, "--arch {arg}");
         }
     }
 }
