@@ -1,18 +1,22 @@
 //! What every run directory shares (search, stand-alone training, random search, comparison):
-//! atomic writes, checkpoints swapped in by renames, deterministic epoch orders and draws, the
-//! latency model of a run, and the empty-directory rule.
+//! atomic writes and JSON(-lines) files, the interrupt, the empty-directory rule and fresh
+//! names, and the latency model of a run; [`checkpoint`] the checkpoints, [`order`] the
+//! deterministic epoch orders and draws.
 
-use std::collections::HashMap;
+mod checkpoint;
+mod order;
+
+pub use checkpoint::{load_checkpoint, save_checkpoint, set_vars, var_tensors, Checkpoint};
+pub use order::{rng_for, EpochOrder};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
 
 use crate::latency::{load_model, LatencyModel, MeasuredTable};
-use crate::rng::Rng;
 use crate::space::SearchSpace;
 
 /// The deployment resolution at which T(α) is always computed.
@@ -107,43 +111,6 @@ pub fn fresh_dir(prefix: &str) -> PathBuf {
     dir
 }
 
-/// A random stream that is a pure function of (seed, purpose, step): runs resume exactly with
-/// no RNG state in their checkpoints.
-pub fn rng_for(seed: u64, what: &str, step: usize) -> Rng {
-    Rng::new(seed).fork(&format!("{what}/{step}"))
-}
-
-/// Shuffled epochs over a training split, each a pure function of (seed, epoch).
-#[derive(Debug)]
-pub struct EpochOrder {
-    seed: u64,
-    n: usize,
-    cache: Option<(usize, Vec<usize>)>,
-}
-
-impl EpochOrder {
-    /// Epochs over `n` images.
-    pub fn new(seed: u64, n: usize) -> EpochOrder {
-        EpochOrder { seed, n, cache: None }
-    }
-
-    /// The image indices of batch `step`.
-    pub fn indices(&mut self, step: usize, batch: usize) -> Vec<usize> {
-        (0..batch)
-            .map(|j| {
-                let i = step * batch + j;
-                let (epoch, pos) = (i / self.n, i % self.n);
-                if self.cache.as_ref().is_none_or(|c| c.0 != epoch) {
-                    let mut perm: Vec<usize> = (0..self.n).collect();
-                    Rng::new(self.seed).fork(&format!("epoch/{epoch}")).shuffle(&mut perm);
-                    self.cache = Some((epoch, perm));
-                }
-                self.cache.as_ref().map_or(0, |c| c.1[pos])
-            })
-            .collect()
-    }
-}
-
 /// The latency model of a run: `pixel1`, a fitted cost-model file, or a table file, which must
 /// cover every op key of the space at the deployment resolution (checked before any training,
 /// naming the missing keys).
@@ -172,96 +139,6 @@ pub fn load_latency(latency: &str, space: &SearchSpace) -> Result<Box<dyn Latenc
         );
     }
     Ok(Box::new(MeasuredTable::new(table, latency, space.clone(), DEPLOYMENT_RESOLUTION)))
-}
-
-/// A checkpoint: named weights, optimiser slots and a JSON state.
-#[derive(Debug)]
-pub struct Checkpoint {
-    /// Weights by name.
-    pub weights: HashMap<String, Tensor>,
-    /// Optimiser slots by name.
-    pub optimizer: HashMap<String, Tensor>,
-    /// The state file's text.
-    pub state: String,
-    /// Where the state was read from (for error messages).
-    pub state_path: PathBuf,
-    /// Where the weights were read from (for error messages).
-    pub weights_path: PathBuf,
-}
-
-/// Saves a checkpoint into `run/checkpoint` through `checkpoint.new` and renames; a crash at
-/// any point leaves either the new or the previous checkpoint (`checkpoint.old`) whole.
-pub fn save_checkpoint(
-    run: &Path,
-    weights: &HashMap<String, Tensor>,
-    optimizer: &HashMap<String, Tensor>,
-    state: &str,
-) -> Result<()> {
-    let final_dir = run.join("checkpoint");
-    let tmp = run.join("checkpoint.new");
-    let old = run.join("checkpoint.old");
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp)?;
-    }
-    fs::create_dir_all(&tmp)?;
-    candle_core::safetensors::save(weights, tmp.join("weights.safetensors"))?;
-    candle_core::safetensors::save(optimizer, tmp.join("optimizer.safetensors"))?;
-    fs::write(tmp.join("state.json"), state)?;
-    if final_dir.exists() {
-        if old.exists() {
-            fs::remove_dir_all(&old)?;
-        }
-        fs::rename(&final_dir, &old)?;
-    }
-    fs::rename(&tmp, &final_dir)?;
-    if old.exists() {
-        fs::remove_dir_all(&old)?;
-    }
-    Ok(())
-}
-
-/// Loads the checkpoint of `run` (or `checkpoint.old` when a save was cut between its renames).
-pub fn load_checkpoint(run: &Path, device: &Device) -> Result<Checkpoint> {
-    let mut dir = run.join("checkpoint");
-    if !dir.exists() && run.join("checkpoint.old").exists() {
-        dir = run.join("checkpoint.old");
-    }
-    let state_path = dir.join("state.json");
-    let state = fs::read_to_string(&state_path)
-        .with_context(|| format!("reading {}", state_path.display()))?;
-    let weights_path = dir.join("weights.safetensors");
-    let weights = candle_core::safetensors::load(&weights_path, device)
-        .with_context(|| format!("reading {}", weights_path.display()))?;
-    let opath = dir.join("optimizer.safetensors");
-    let optimizer = candle_core::safetensors::load(&opath, device)
-        .with_context(|| format!("reading {}", opath.display()))?;
-    Ok(Checkpoint { weights, optimizer, state, state_path, weights_path })
-}
-
-/// Sets every var of `vars` from `weights`; a missing or misshapen weight names the file.
-pub fn set_vars(
-    vars: &candle_nn::VarMap,
-    weights: &HashMap<String, Tensor>,
-    file: &Path,
-) -> Result<()> {
-    let data = vars.data().lock().map_err(|_| anyhow::anyhow!("poisoned var map"))?;
-    for (name, var) in data.iter() {
-        let t =
-            weights.get(name).with_context(|| format!("{}: no weight {name}", file.display()))?;
-        var.set(t).with_context(|| format!("{}: weight {name}", file.display()))?;
-    }
-    Ok(())
-}
-
-/// Every var of `vars` by name.
-pub fn var_tensors(vars: &candle_nn::VarMap) -> Result<HashMap<String, Tensor>> {
-    Ok(vars
-        .data()
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned var map"))?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-        .collect())
 }
 
 #[cfg(test)]
