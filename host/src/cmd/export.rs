@@ -219,25 +219,8 @@ impl Cmd {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
-    use crate::cli::{Cli, Command};
-    use crate::space::SearchSpace;
-
-    /// ProxylessNAS-Mobile's index string, written as an architecture file and as a search
-    /// run's `architecture.txt`: `(file, @run, indices)`.
-    fn arch_sources(dir: &std::path::Path) -> (String, String, String) {
-        let space = SearchSpace::by_name("proxylessnas").unwrap();
-        let indices = space.parse_arch("proxylessnas-mobile").unwrap().to_string();
-        let file = dir.join("arch.txt");
-        std::fs::write(&file, format!("{indices}\n")).unwrap();
-        std::fs::write(dir.join("architecture.txt"), &indices).unwrap();
-        (file.display().to_string(), format!("@{}", dir.display()), indices)
-    }
-
-    fn parse(args: &[&str]) -> Command {
-        Cli::try_parse_from(std::iter::once("tunas").chain(args.iter().copied())).unwrap().command
-    }
+    use crate::cli::Command;
+    use crate::cmd::options::testing::{arch_sources, parse};
 
     #[test]
     fn export_reads_arch_from_a_file_and_a_run_dir() {

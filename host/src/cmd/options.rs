@@ -130,6 +130,31 @@ pub fn architecture(space: &SearchSpace, arg: &str) -> Result<Architecture> {
     Ok(space.parse_arch(&arch_text(arg)?)?)
 }
 
+/// Fixtures of the commands' tests.
+#[cfg(test)]
+pub mod testing {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+    use crate::space::SearchSpace;
+
+    /// ProxylessNAS-Mobile's index string, written as an architecture file and as a search
+    /// run's `architecture.txt` in `dir`: `(file, @run, indices)`.
+    pub fn arch_sources(dir: &std::path::Path) -> (String, String, String) {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let indices = space.parse_arch("proxylessnas-mobile").unwrap().to_string();
+        let file = dir.join("arch.txt");
+        std::fs::write(&file, format!("{indices}\n")).unwrap();
+        std::fs::write(dir.join("architecture.txt"), &indices).unwrap();
+        (file.display().to_string(), format!("@{}", dir.display()), indices)
+    }
+
+    /// The parsed command of `tunas ARGS…`.
+    pub fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("tunas").chain(args.iter().copied())).unwrap().command
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

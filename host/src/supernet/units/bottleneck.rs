@@ -7,7 +7,7 @@ use latency_tables::Activation;
 use serde_json::json;
 
 use super::{
-    act_name, add_weighted, kernel_choices, kernel_sizes, mask, mask_kernel, presence, residual,
+    act_name, add_weighted, kernel_choices, kernel_sizes, mask, mask_kernel, optional, presence,
     Bn, Init, Pass, Read, SuperUnit, Widths,
 };
 use crate::space::{Param, SearchSpace};
@@ -148,8 +148,7 @@ impl SuperUnit for Bottleneck {
         sel: &Selection,
         w: &Widths<'_>,
     ) -> Result<Tensor> {
-        let present = presence(self.skip, sel);
-        residual(x, self.skip.is_some(), present, || self.body(pass, x, sel, w, present))
+        optional(self.skip, sel, x, |present| self.body(pass, x, sel, w, present))
     }
 
     fn extract(&self, r: Read, indices: &[usize], c: &ProxyChannels) -> Result<PlainLayer> {

@@ -279,7 +279,7 @@ pub(super) fn add_weighted(acc: Option<Tensor>, h: &Tensor, w: f32) -> Result<Te
 }
 
 /// `x + present·body(x)` for a skippable layer (body not run when skipped), `body(x)` otherwise.
-pub(super) fn residual(
+fn residual(
     x: &Tensor,
     skippable: bool,
     present: f32,
@@ -292,6 +292,18 @@ pub(super) fn residual(
         return Ok(x.clone());
     }
     x.add(&add_weighted(None, &body()?, present)?)
+}
+
+/// The masked pass of a unit that may be skippable: `x + present·body(present)` when it is
+/// (body not run when skipped), `body(1)` otherwise.
+pub(super) fn optional(
+    skip: Option<usize>,
+    sel: &Selection,
+    x: &Tensor,
+    body: impl FnOnce(f32) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let present = presence(skip, sel);
+    residual(x, skip.is_some(), present, || body(present))
 }
 
 /// An activation's name in descriptions.

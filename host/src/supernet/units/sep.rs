@@ -7,7 +7,7 @@ use latency_tables::Activation;
 use serde_json::json;
 
 use super::{
-    act_name, add_weighted, kernel_choices, mask_kernel, presence, residual, switch, Bn, Init,
+    act_name, add_weighted, kernel_choices, mask_kernel, optional, presence, switch, Bn, Init,
     Pass, Read, SuperUnit, Widths,
 };
 use crate::space::{Param, SearchSpace};
@@ -98,8 +98,7 @@ impl SuperUnit for Sep {
         sel: &Selection,
         w: &Widths<'_>,
     ) -> Result<Tensor> {
-        let present = presence(self.skip, sel);
-        residual(x, self.skip.is_some(), present, || self.body(pass, x, sel, w, present))
+        optional(self.skip, sel, x, |present| self.body(pass, x, sel, w, present))
     }
 
     fn extract(&self, r: Read, indices: &[usize], c: &ProxyChannels) -> Result<PlainLayer> {
