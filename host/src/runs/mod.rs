@@ -1,6 +1,6 @@
 //! What every run directory shares (search, stand-alone training, random search, comparison):
 //! atomic writes and JSON(-lines) files, the interrupt, the empty-directory rule and fresh
-//! names, and the latency model of a run; [`checkpoint`] the checkpoints, [`order`] the
+//! names, and the latency model of a run; `checkpoint` the checkpoints, `order` the
 //! deterministic epoch orders and draws.
 
 mod checkpoint;
