@@ -33,6 +33,13 @@ pub struct Position {
     pub checkpoint_every: usize,
 }
 
+impl Position {
+    /// `done` of `total` steps, a checkpoint every `checkpoint_every`.
+    pub fn new(done: usize, total: usize, checkpoint_every: usize) -> Position {
+        Position { done, total, checkpoint_every }
+    }
+}
+
 /// A run made of steps, checkpointed in its directory.
 pub trait Stepped {
     /// A line of `steps.jsonl`.

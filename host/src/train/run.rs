@@ -211,11 +211,7 @@ impl Stepped for Trainer {
         &self.dir
     }
     fn position(&self) -> Position {
-        Position {
-            done: self.step,
-            total: self.cfg.steps,
-            checkpoint_every: self.cfg.checkpoint_every,
-        }
+        Position::new(self.step, self.cfg.steps, self.cfg.checkpoint_every)
     }
     fn save(&self) -> Result<()> {
         save_checkpoint(
