@@ -1,4 +1,5 @@
-//! The `device-agent` command line: one `Command` variant per subcommand, each in `cmd::X`.
+//! The `device-agent` command line: one `Command` variant per subcommand, each in `cmd::X`;
+//! stdout carries only data.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

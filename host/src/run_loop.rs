@@ -91,7 +91,8 @@ pub fn drive<S: Stepped>(run: &mut S, interrupt: &Interrupt) -> Result<Stop> {
         }
         if interrupt.due(done) {
             run.save()?;
-            log::info!(
+            // A warning, so that `-q` still says how to continue.
+            log::warn!(
                 "{what}: interrupted; checkpoint at step {done} in {} (continue with `tunas {what} --resume {}`)",
                 checkpoint_dir(run.dir()).display(),
                 run.dir().display(),

@@ -121,6 +121,10 @@ pub fn arch_text(arg: &str) -> Result<String> {
             .with_context(|| format!("reading architecture file {arg}"))?;
         return Ok(text.trim().to_string());
     }
+    let looks_like_a_file = [".txt", ".json"].iter().any(|e| arg.ends_with(e)) || arg.contains('/');
+    if !arg.contains(':') && !arg.starts_with(['[', '{']) && looks_like_a_file {
+        anyhow::bail!("--arch {arg}: no such file");
+    }
     Ok(arg.to_string())
 }
 
@@ -229,5 +233,8 @@ mod tests {
         assert!(err.contains("architecture.txt") && err.contains("finished search run"), "{err}");
         assert_eq!(arch_text("proxylessnas-mobile").unwrap(), "proxylessnas-mobile");
         assert_eq!(arch_text("0:1:2").unwrap(), "0:1:2");
+        assert_eq!(arch_text("[0, 1, 2]").unwrap(), "[0, 1, 2]");
+        let err = arch_text("missing/arch.txt").unwrap_err().to_string();
+        assert!(err.contains("missing/arch.txt: no such file"), "{err}");
     }
 }

@@ -17,6 +17,7 @@ use crate::data::{self, Batcher, Dataset, ImageSet};
 use crate::latency::LatencyModel;
 use crate::report::plot::line_svg;
 use crate::rng::Rng;
+pub use crate::run_loop::Stop;
 use crate::run_loop::{self, Position, Stepped};
 use crate::runs::{
     create_run_dir, load_checkpoint, load_latency, read_lines, rng_for, save_checkpoint, set_vars,
@@ -335,8 +336,6 @@ impl SlopeStats {
         (self.sxx > 0.0).then(|| self.sxy / self.sxx)
     }
 }
-
-pub use crate::run_loop::Stop;
 
 /// The result of [`start`] or [`resume`].
 #[derive(Debug, Clone, PartialEq)]
