@@ -217,13 +217,7 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
                 text.extend(line_of(r));
             }
             let tmp = free_name(path, "tmp");
-            let write = || -> std::io::Result<()> {
-                let mut f = File::create(&tmp)?;
-                f.write_all(&text)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, path)
-            };
-            write().map_err(io)?;
+            crate::atomic::replace(path, &tmp, &text).map_err(io)?;
         }
         let file = OpenOptions::new().append(true).open(path).map_err(io)?;
         Ok((Journal { path: path.to_path_buf(), file, records: PhantomData }, recovered))

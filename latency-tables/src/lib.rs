@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod atomic;
 pub mod driver;
 pub mod error;
 pub mod frame;

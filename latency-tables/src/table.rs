@@ -413,13 +413,12 @@ impl LatencyTable {
         text
     }
 
-    /// Writes the table atomically (temporary file + rename), so a crash never leaves half a table.
+    /// Writes the table durably ([`crate::atomic::replace`]), so a crash never leaves half a table.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), TableError> {
         let path = path.as_ref();
         let io = |source| TableError::Io { path: path.to_path_buf(), source };
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, self.to_json()).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        crate::atomic::replace(path, &tmp, self.to_json().as_bytes()).map_err(io)
     }
 }
 

@@ -164,9 +164,9 @@ impl CostModel {
         };
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&file)? + "\n")
-            .with_context(|| format!("writing {}", Path::new(&tmp).display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+        let text = serde_json::to_string_pretty(&file)? + "\n";
+        latency_tables::atomic::replace(path, Path::new(&tmp), text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     /// The fit report of a fitted model.

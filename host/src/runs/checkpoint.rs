@@ -41,6 +41,11 @@ pub fn save_checkpoint(
     candle_core::safetensors::save(weights, tmp.join("weights.safetensors"))?;
     candle_core::safetensors::save(optimizer, tmp.join("optimizer.safetensors"))?;
     fs::write(tmp.join("state.json"), state)?;
+    // On the disk before the renames that make it the checkpoint.
+    for name in ["weights.safetensors", "optimizer.safetensors", "state.json"] {
+        latency_tables::atomic::sync_file(&tmp.join(name))?;
+    }
+    latency_tables::atomic::sync_dir(&tmp.join("state.json"))?;
     if final_dir.exists() {
         if old.exists() {
             fs::remove_dir_all(&old)?;
@@ -48,6 +53,7 @@ pub fn save_checkpoint(
         fs::rename(&final_dir, &old)?;
     }
     fs::rename(&tmp, &final_dir)?;
+    latency_tables::atomic::sync_dir(&final_dir)?;
     if old.exists() {
         fs::remove_dir_all(&old)?;
     }

@@ -38,12 +38,12 @@ impl Interrupt {
     }
 }
 
-/// Writes `text` to `path` through a temporary file and a rename.
+/// Writes `text` to `path` durably: a temporary file, flushed, renamed over it
+/// ([`latency_tables::atomic::replace`]).
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    latency_tables::atomic::replace(path, &tmp, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads and parses a JSON file, naming the file in any error.
