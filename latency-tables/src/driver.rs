@@ -64,6 +64,8 @@ impl std::fmt::Display for WorkerError {
     }
 }
 
+impl std::error::Error for WorkerError {}
+
 /// Returned by the report callback when the driver stops (a journal write failed, another
 /// device turned out to be different hardware): the worker returns [`WorkerError::Stopped`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -44,10 +44,12 @@ impl std::fmt::Debug for AgentClient {
 }
 
 impl AgentClient {
-    /// Connects and performs the handshake; an agent of another protocol version is an error
-    /// naming both versions.
-    pub fn connect(link: &dyn Link, hello_timeout: Duration) -> Result<AgentClient> {
-        let Connection { reader, writer, child, closer } = link.open()?;
+    /// Connects and performs the handshake. A broken or silent link is
+    /// [`WorkerError::Link`]; an agent of another protocol version (the error names both) or one
+    /// that refuses the handshake is [`WorkerError::Refused`]: reconnecting will not change it.
+    pub fn connect(link: &dyn Link, hello_timeout: Duration) -> Result<AgentClient, WorkerError> {
+        let broken = |e: anyhow::Error| WorkerError::Link(format!("{e:#}"));
+        let Connection { reader, writer, child, closer } = link.open().map_err(broken)?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut frames = FrameReader::new(reader);
@@ -85,26 +87,34 @@ impl AgentClient {
             fingerprint: Fingerprint::default(),
             agent: String::new(),
         };
-        client.send(&Request::Hello {
-            protocol: PROTOCOL_VERSION,
-            client: format!("tunas {}", env!("CARGO_PKG_VERSION")),
-        })?;
-        match client
+        client
+            .send(&Request::Hello {
+                protocol: PROTOCOL_VERSION,
+                client: format!("tunas {}", env!("CARGO_PKG_VERSION")),
+            })
+            .map_err(broken)?;
+        let answer = client
             .recv(hello_timeout)
-            .with_context(|| format!("handshake with {}", link.describe()))?
-        {
+            .with_context(|| format!("handshake with {}", link.describe()))
+            .map_err(broken)?;
+        match answer {
             Response::Hello { protocol, agent, fingerprint } if protocol == PROTOCOL_VERSION => {
                 client.fingerprint = fingerprint;
                 client.agent = agent;
                 Ok(client)
             }
-            Response::Hello { protocol, agent, .. } => {
-                bail!("{agent} at {} speaks protocol version {protocol}, this host speaks version {PROTOCOL_VERSION}", link.describe())
-            }
-            Response::Error { message } => {
-                bail!("{} refused the handshake: {message}", link.describe())
-            }
-            other => bail!("{} answered the handshake with {other:?}", link.describe()),
+            Response::Hello { protocol, agent, .. } => Err(WorkerError::Refused(format!(
+                "{agent} at {} speaks protocol version {protocol}, this host speaks version {PROTOCOL_VERSION}",
+                link.describe()
+            ))),
+            Response::Error { message } => Err(WorkerError::Refused(format!(
+                "{} refused the handshake: {message}",
+                link.describe()
+            ))),
+            other => Err(WorkerError::Link(format!(
+                "{} answered the handshake with {other:?}",
+                link.describe()
+            ))),
         }
     }
 

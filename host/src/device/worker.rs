@@ -37,15 +37,7 @@ impl Worker for AgentWorker {
         if let Some(c) = self.client.take() {
             c.kill();
         }
-        let client = AgentClient::connect(self.link.as_ref(), self.hello_timeout).map_err(|e| {
-            let message = format!("{e:#}");
-            // A version mismatch or a refused handshake will not change by reconnecting.
-            if message.contains("protocol version") || message.contains("refused the handshake") {
-                WorkerError::Refused(message)
-            } else {
-                WorkerError::Link(message)
-            }
-        })?;
+        let client = AgentClient::connect(self.link.as_ref(), self.hello_timeout)?;
         let hello = Hello { fingerprint: client.fingerprint.clone(), agent: client.agent.clone() };
         self.client = Some(client);
         Ok(hello)
