@@ -131,6 +131,26 @@ pub struct CrossValidated {
     pub folds: usize,
 }
 
+/// Held-out predictions of `n` rows by `folds`-fold cross-validation, rows assigned to folds
+/// round-robin: `fit` gets a fold's training rows, `predict` predicts a held-out row with its
+/// model. `None` if a fold cannot be fitted.
+pub fn k_fold<M>(
+    n: usize,
+    folds: usize,
+    fit: impl Fn(&[usize]) -> Option<M>,
+    predict: impl Fn(&M, usize) -> f64,
+) -> Option<Vec<f64>> {
+    let mut pred = vec![0.0; n];
+    for f in 0..folds {
+        let train: Vec<usize> = (0..n).filter(|i| i % folds != f).collect();
+        let m = fit(&train)?;
+        for i in (0..n).filter(|i| i % folds == f) {
+            pred[i] = predict(&m, i);
+        }
+    }
+    Some(pred)
+}
+
 /// Fits with λ chosen from [`LAMBDA_GRID`] by `folds`-fold cross-validation on the root mean
 /// square *relative* error (latency errors matter in proportion). Rows are assigned to folds
 /// round-robin in the given order (shuffle beforehand if the order is not random).
@@ -149,17 +169,12 @@ pub fn cross_validated(
         m.max(1.0)
     };
     let held_out_at = |lambda: f64| -> Option<Vec<f64>> {
-        let mut pred = vec![0.0; n];
-        for f in 0..folds {
-            let train: Vec<usize> = (0..n).filter(|i| i % folds != f).collect();
+        let fit = |train: &[usize]| {
             let tr: Vec<Vec<(usize, f64)>> = train.iter().map(|&i| rows[i].clone()).collect();
             let ty: Vec<f64> = train.iter().map(|&i| y[i]).collect();
-            let m = ridge(&tr, &ty, n_features, prior, lambda)?;
-            for i in (0..n).filter(|i| i % folds == f) {
-                pred[i] = m.predict(&rows[i]);
-            }
-        }
-        Some(pred)
+            ridge(&tr, &ty, n_features, prior, lambda)
+        };
+        k_fold(n, folds, fit, |m, i| m.predict(&rows[i]))
     };
     let rmspe = |pred: &[f64]| {
         (pred.iter().zip(y).map(|(p, m)| ((p - m) / m).powi(2)).sum::<f64>() / n as f64).sqrt()

@@ -298,17 +298,13 @@ fn least_squares(
 /// round-robin), or `None` if a fold cannot be fitted.
 fn held_out(keys: &[&OpKey], y: &[f64], set: &'static str) -> Option<Vec<f64>> {
     let n = keys.len();
-    let folds = FOLDS.min(n);
-    let mut errors = vec![0.0; n];
-    for f in 0..folds {
-        let train: Vec<usize> = (0..n).filter(|i| i % folds != f).collect();
+    let fit = |train: &[usize]| {
         let tk: Vec<&OpKey> = train.iter().map(|&i| keys[i]).collect();
         let ty: Vec<f64> = train.iter().map(|&i| y[i]).collect();
-        let m = KindModel::fit(&tk, &ty, set)?;
-        for i in (0..n).filter(|i| i % folds == f) {
-            errors[i] = m.predict(keys[i]) / y[i] - 1.0;
-        }
-    }
+        KindModel::fit(&tk, &ty, set)
+    };
+    let pred = crate::latency::fit::k_fold(n, FOLDS.min(n), fit, |m, i| m.predict(keys[i]))?;
+    let errors: Vec<f64> = pred.iter().zip(y).map(|(p, m)| p / m - 1.0).collect();
     errors.iter().all(|e| e.is_finite()).then_some(errors)
 }
 
