@@ -154,17 +154,7 @@ mod tests {
     use latency_tables::{LatencyTable, OpKey};
 
     fn quick() -> Method {
-        Method {
-            warmup_runs: 1,
-            warmup_secs: 0.0,
-            runs: 3,
-            pass_secs: 0.0,
-            min_sample_secs: 0.0,
-            passes: 3,
-            canary_every: 2,
-            cooldown_secs: 0.0,
-            ..Method::default()
-        }
+        Method { passes: 3, canary_every: 2, ..Method::instant() }
     }
 
     fn placement() -> Placement {

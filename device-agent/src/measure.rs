@@ -308,14 +308,12 @@ mod tests {
     fn quick() -> Method {
         Method {
             warmup_runs: 2,
-            warmup_secs: 0.0,
             runs: 5,
             pass_secs: 0.01,
             min_sample_secs: 0.0005,
             passes: 2,
             canary_every: 2,
-            cooldown_secs: 0.0,
-            ..Method::default()
+            ..Method::instant()
         }
     }
 

@@ -173,15 +173,7 @@ mod tests {
     use latency_tables::{Method, OpKey};
 
     fn quick() -> Method {
-        Method {
-            warmup_runs: 1,
-            warmup_secs: 0.0,
-            runs: 3,
-            pass_secs: 0.0,
-            min_sample_secs: 0.0,
-            canary_every: 0,
-            ..Method::default()
-        }
+        Method { canary_every: 0, ..Method::instant() }
     }
 
     fn frame(r: &Request) -> Vec<u8> {

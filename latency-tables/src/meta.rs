@@ -235,6 +235,20 @@ pub struct Method {
 }
 
 impl Method {
+    /// The quickest method that still runs every stage: one warm-up run, three timed runs per
+    /// pass, no time floors and no cool-down (tests and smoke runs; not for real tables).
+    pub fn instant() -> Method {
+        Method {
+            warmup_runs: 1,
+            warmup_secs: 0.0,
+            runs: 3,
+            pass_secs: 0.0,
+            min_sample_secs: 0.0,
+            cooldown_secs: 0.0,
+            ..Method::default()
+        }
+    }
+
     /// Whether this is the adaptive method ([`Method::ci_target`] > 0).
     pub fn adaptive(&self) -> bool {
         self.ci_target > 0.0

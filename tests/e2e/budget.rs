@@ -24,16 +24,7 @@ fn agent() -> Arc<dyn Link> {
 }
 
 fn options(resume: bool) -> ProfileOptions {
-    let method = Method {
-        warmup_runs: 1,
-        warmup_secs: 0.0,
-        runs: 2,
-        pass_secs: 0.0,
-        min_sample_secs: 0.0,
-        passes: 1,
-        canary_every: 0,
-        ..Method::default()
-    };
+    let method = Method { runs: 2, passes: 1, canary_every: 0, ..Method::instant() };
     ProfileOptions {
         method,
         resume,

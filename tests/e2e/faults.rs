@@ -29,18 +29,7 @@ fn keys() -> Vec<OpKey> {
 }
 
 fn quick() -> Method {
-    Method {
-        warmup_runs: 1,
-        warmup_secs: 0.0,
-        runs: 2,
-        pass_secs: 0.0,
-        min_sample_secs: 0.0,
-        passes: 3,
-        canary_every: 4,
-        canary_threshold: 100.0,
-        cooldown_secs: 0.0,
-        ..Method::default()
-    }
+    Method { runs: 2, passes: 3, canary_every: 4, canary_threshold: 100.0, ..Method::instant() }
 }
 
 fn options(method: Method) -> ProfileOptions {

@@ -22,14 +22,7 @@ fn agent(sessions: Arc<AtomicUsize>) -> MemoryLink {
 }
 
 fn quick() -> Method {
-    Method {
-        warmup_runs: 1,
-        warmup_secs: 0.0,
-        runs: 3,
-        pass_secs: 0.0,
-        passes: 1,
-        ..Method::default()
-    }
+    Method { passes: 1, ..Method::instant() }
 }
 
 #[test]
