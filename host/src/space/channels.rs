@@ -1,8 +1,11 @@
-//! The channel plan: every layer's channels for one architecture (or the largest over all of
-//! them), computed once from the space's data. The op keys, the supernet's tensor sizes, its
-//! masks and the plain and stand-alone networks all read it.
+//! The plan of a layer: its channels for one architecture (or the largest over all of them),
+//! computed once from the space's data, and the op keys it resolves to. Op-key resolution, the
+//! supernet's tensor sizes, its masks and the plain and stand-alone networks all read it; a
+//! new kind of layer adds its arms here.
 
-use super::{scale_filters, se_hidden, DecisionKind, LayerSpec, SearchSpace};
+use latency_tables::OpKey;
+
+use super::{scale_filters, se_hidden, DecisionKind, LayerSpec, Param, SearchSpace};
 
 /// The deployment channels of one layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +82,61 @@ impl SearchSpace {
             DecisionKind::Skip => 0,
             _ => self.decisions[d].num_choices() - 1,
         })
+    }
+}
+
+/// Keys of one layer spec given its input shape, channels and a way to read decisions.
+/// Returns the keys (empty when skipped; two for a head with pooling) and the output size.
+pub(super) fn layer_keys(
+    space: &SearchSpace,
+    spec: &LayerSpec,
+    (h, w): (u32, u32),
+    cin: u32,
+    cout: u32,
+    pick: &dyn Fn(usize) -> usize,
+) -> (Vec<OpKey>, (u32, u32)) {
+    let value = |d: usize| space.decisions[d].value(pick(d));
+    let param = |p: Param| match p {
+        Param::Fixed(v) => v,
+        Param::Decision(d) => value(d),
+    };
+    let down = |s: u32| (h.div_ceil(s), w.div_ceil(s));
+    let c = layer_channels(space, spec, cin, cout, pick);
+    if !c.present {
+        return (vec![], (h, w));
+    }
+    match *spec {
+        LayerSpec::Conv { kernel, stride, act } => {
+            (vec![OpKey::stem(h, w, cin, cout, param(kernel), stride, act)], down(stride))
+        }
+        LayerSpec::SepConv { kernel, skip, stride, act } => (
+            vec![OpKey::sep(h, w, cin, cout, param(kernel), stride, act, skip.is_some())],
+            down(stride),
+        ),
+        LayerSpec::Bottleneck { kernel, skip, stride, act, .. } => {
+            let key = OpKey::bottleneck(
+                h,
+                w,
+                cin,
+                cout,
+                value(kernel),
+                stride,
+                c.expanded.unwrap_or(cin),
+                c.se_hidden.filter(|_| c.se_on).unwrap_or(0),
+                act,
+                skip.is_some(),
+            );
+            (vec![key], down(stride))
+        }
+        LayerSpec::Head { act, pool, .. } => {
+            let mut keys = vec![OpKey::head(h, w, cin, cout, act)];
+            if pool {
+                keys.push(OpKey::pool(h, w, cout));
+                (keys, (1, 1))
+            } else {
+                (keys, (h, w))
+            }
+        }
     }
 }
 

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use latency_tables::{Network, OpKey};
 
-use super::channels::layer_channels;
-use super::{Architecture, DecisionKind, LayerSpec, Param, SearchSpace};
+use super::channels::layer_keys;
+use super::{Architecture, DecisionKind, LayerSpec, SearchSpace};
 
 /// One layer of a resolved architecture.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,61 +23,6 @@ pub struct Resolved {
     pub layers: Vec<ResolvedLayer>,
     /// The present layers as a network.
     pub network: Network,
-}
-
-/// Keys of one layer spec given its input shape, channels and a way to read decisions.
-/// Returns the keys (empty when skipped; two for a head with pooling) and the output size.
-fn layer_keys(
-    space: &SearchSpace,
-    spec: &LayerSpec,
-    (h, w): (u32, u32),
-    cin: u32,
-    cout: u32,
-    pick: &dyn Fn(usize) -> usize,
-) -> (Vec<OpKey>, (u32, u32)) {
-    let value = |d: usize| space.decisions[d].value(pick(d));
-    let param = |p: Param| match p {
-        Param::Fixed(v) => v,
-        Param::Decision(d) => value(d),
-    };
-    let down = |s: u32| (h.div_ceil(s), w.div_ceil(s));
-    let c = layer_channels(space, spec, cin, cout, pick);
-    if !c.present {
-        return (vec![], (h, w));
-    }
-    match *spec {
-        LayerSpec::Conv { kernel, stride, act } => {
-            (vec![OpKey::stem(h, w, cin, cout, param(kernel), stride, act)], down(stride))
-        }
-        LayerSpec::SepConv { kernel, skip, stride, act } => (
-            vec![OpKey::sep(h, w, cin, cout, param(kernel), stride, act, skip.is_some())],
-            down(stride),
-        ),
-        LayerSpec::Bottleneck { kernel, skip, stride, act, .. } => {
-            let key = OpKey::bottleneck(
-                h,
-                w,
-                cin,
-                cout,
-                value(kernel),
-                stride,
-                c.expanded.unwrap_or(cin),
-                c.se_hidden.filter(|_| c.se_on).unwrap_or(0),
-                act,
-                skip.is_some(),
-            );
-            (vec![key], down(stride))
-        }
-        LayerSpec::Head { act, pool, .. } => {
-            let mut keys = vec![OpKey::head(h, w, cin, cout, act)];
-            if pool {
-                keys.push(OpKey::pool(h, w, cout));
-                (keys, (1, 1))
-            } else {
-                (keys, (h, w))
-            }
-        }
-    }
 }
 
 /// The decisions a layer reads besides its block's filters (skip, kernel, expansion, SE).

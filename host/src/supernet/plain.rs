@@ -4,7 +4,7 @@
 //! reference the supernet's masked path is checked against, and the network export starts from.
 
 use candle_core::{Result, Tensor, D};
-use latency_tables::Activation;
+use latency_tables::{Activation, OpKey};
 
 use super::ops::{hswish, pad_same};
 
@@ -263,6 +263,70 @@ fn map_bn(f: &mut TensorFn, part: &str, (g, b): &(Tensor, Tensor)) -> Result<(Te
 }
 
 impl PlainLayer {
+    /// The op keys of this layer at input `hw`×`hw` with `cin` input channels (its own weights
+    /// give the rest; a head with pooling adds a pool key), the output size and channels.
+    pub fn op_keys(&self, hw: u32, cin: u32) -> anyhow::Result<(Vec<OpKey>, u32, u32)> {
+        let u = |v: usize| v as u32;
+        Ok(match self {
+            PlainLayer::Conv { weight, stride, act, .. } => {
+                let (co, ci, k, _) = weight.dims4()?;
+                let key = OpKey::stem(hw, hw, u(ci), u(co), u(k), u(*stride), *act);
+                (vec![key], hw.div_ceil(u(*stride)), u(co))
+            }
+            PlainLayer::Sep { depthwise, stride, act, project, residual, .. } => {
+                let (_, k, _) = depthwise.dims3()?;
+                let (co, _) = project.dims2()?;
+                let key = OpKey::sep(hw, hw, cin, u(co), u(k), u(*stride), *act, *residual);
+                (vec![key], hw.div_ceil(u(*stride)), u(co))
+            }
+            PlainLayer::Bottleneck {
+                expand,
+                depthwise,
+                stride,
+                act,
+                se,
+                project,
+                residual,
+                ..
+            } => {
+                let (e, _) = expand.dims2()?;
+                let (_, k, _) = depthwise.dims3()?;
+                let (co, _) = project.dims2()?;
+                let se = match se {
+                    Some((w1, ..)) => u(w1.dims2()?.0),
+                    None => 0,
+                };
+                let key = OpKey::bottleneck(
+                    hw,
+                    hw,
+                    cin,
+                    u(co),
+                    u(k),
+                    u(*stride),
+                    u(e),
+                    se,
+                    *act,
+                    *residual,
+                );
+                (vec![key], hw.div_ceil(u(*stride)), u(co))
+            }
+            PlainLayer::Head { weight, act, pool, .. } => {
+                let (co, _) = weight.dims2()?;
+                let mut keys = vec![OpKey::head(hw, hw, cin, u(co), *act)];
+                if *pool {
+                    keys.push(OpKey::pool(hw, hw, u(co)));
+                }
+                (keys, if *pool { 1 } else { hw }, u(co))
+            }
+            PlainLayer::Classifier { weight, .. } => {
+                if hw != 1 {
+                    anyhow::bail!("the classifier needs pooled features");
+                }
+                (vec![OpKey::classifier(cin, u(weight.dims2()?.0))], 1, u(weight.dims2()?.0))
+            }
+        })
+    }
+
     /// The same layer with every tensor replaced by `f(name, tensor)`; names are the layer's
     /// parts: `conv.weight`, `dw.weight`, `dw.bn.gamma`, `se_reduce.bias`, `fc.weight`, …
     /// (the ONNX builder's part names), visited in a fixed order.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use latency_tables::onnx::{encode, network_model, GivenWeights};
-use latency_tables::{Network, OpKey, OpKind};
+use latency_tables::{Network, OpKind};
 
 use super::net::{fold, StandaloneNet};
 use crate::supernet::PlainLayer;
@@ -17,73 +17,13 @@ use crate::supernet::PlainLayer;
 pub fn plain_network(layers: &[PlainLayer], hw: usize) -> Result<(Network, Vec<usize>)> {
     let mut keys = Vec::new();
     let mut index = Vec::new();
-    let mut hw = hw as u32;
-    let mut cin = 0u32;
-    let u = |v: usize| v as u32;
+    let (mut hw, mut cin) = (hw as u32, 0u32);
     for (i, layer) in layers.iter().enumerate() {
         index.push(keys.len());
-        match layer {
-            PlainLayer::Conv { weight, stride, act, .. } => {
-                let (co, ci, k, _) = weight.dims4()?;
-                keys.push(OpKey::stem(hw, hw, u(ci), u(co), u(k), u(*stride), *act));
-                hw = hw.div_ceil(u(*stride));
-                cin = u(co);
-            }
-            PlainLayer::Sep { depthwise, stride, act, project, residual, .. } => {
-                let (_, k, _) = depthwise.dims3()?;
-                let (co, _) = project.dims2()?;
-                keys.push(OpKey::sep(hw, hw, cin, u(co), u(k), u(*stride), *act, *residual));
-                hw = hw.div_ceil(u(*stride));
-                cin = u(co);
-            }
-            PlainLayer::Bottleneck {
-                expand,
-                depthwise,
-                stride,
-                act,
-                se,
-                project,
-                residual,
-                ..
-            } => {
-                let (e, _) = expand.dims2()?;
-                let (_, k, _) = depthwise.dims3()?;
-                let (co, _) = project.dims2()?;
-                let se = match se {
-                    Some((w1, ..)) => u(w1.dims2()?.0),
-                    None => 0,
-                };
-                keys.push(OpKey::bottleneck(
-                    hw,
-                    hw,
-                    cin,
-                    u(co),
-                    u(k),
-                    u(*stride),
-                    u(e),
-                    se,
-                    *act,
-                    *residual,
-                ));
-                hw = hw.div_ceil(u(*stride));
-                cin = u(co);
-            }
-            PlainLayer::Head { weight, act, pool, .. } => {
-                let (co, _) = weight.dims2()?;
-                keys.push(OpKey::head(hw, hw, cin, u(co), *act));
-                cin = u(co);
-                if *pool {
-                    keys.push(OpKey::pool(hw, hw, cin));
-                    hw = 1;
-                }
-            }
-            PlainLayer::Classifier { weight, .. } => {
-                if hw != 1 {
-                    bail!("layer {i}: the classifier needs pooled features");
-                }
-                keys.push(OpKey::classifier(cin, u(weight.dims2()?.0)));
-            }
-        }
+        let (layer_keys, out_hw, cout) =
+            layer.op_keys(hw, cin).with_context(|| format!("layer {i}"))?;
+        keys.extend(layer_keys);
+        (hw, cin) = (out_hw, cout);
     }
     let net = Network::new(keys);
     net.check_chain()?;
