@@ -61,8 +61,8 @@ impl Cmd {
         if self.k == 0 || self.n == 0 || self.search_steps == 0 {
             anyhow::bail!("--k, --n and --search-steps must be positive");
         }
-        let target_ms = self.target.ms(&t.space()?);
         let mut search = t.search_config()?;
+        let target_ms = self.target.or(search.target_ms);
         search.seed = 0;
         search.target_ms = target_ms;
         search.reward = RewardKind::Abs;

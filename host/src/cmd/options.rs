@@ -98,9 +98,9 @@ pub struct Target {
 }
 
 impl Target {
-    /// T0 for `space`: the option, or the space's default.
-    pub fn ms(&self, space: &SearchSpace) -> f64 {
-        self.target_ms.unwrap_or(space.default_target_ms)
+    /// T0: the option, or `default` (the space's target).
+    pub fn or(&self, default: f64) -> f64 {
+        self.target_ms.unwrap_or(default)
     }
 }
 
@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(r.lr, crate::train::reference_lr(64));
         assert_eq!(s.lr, crate::search::default_lr(64));
         let space = t.space().unwrap();
-        assert_eq!(line.target.ms(&space), space.default_target_ms);
+        assert_eq!(line.target.or(space.default_target_ms), space.default_target_ms);
         assert_eq!(s.target_ms, space.default_target_ms);
     }
 

@@ -57,7 +57,7 @@ impl Cmd {
             anyhow::bail!("--tolerance-ms and --n must be positive");
         }
         Ok(RandomConfig {
-            target_ms: self.target.ms(&t.space()?),
+            target_ms: self.target.or(t.space()?.default_target_ms),
             tolerance_ms: self.tolerance_ms,
             n: self.n,
             max_draws: self.max_draws,

@@ -73,7 +73,7 @@ impl Cmd {
     fn config(&self) -> Result<SearchConfig> {
         let t = &self.training;
         let mut cfg = t.search_config()?;
-        cfg.target_ms = self.target.ms(&t.space()?);
+        cfg.target_ms = self.target.or(cfg.target_ms);
         cfg.reward = self.reward;
         cfg.beta = self.beta.unwrap_or_else(|| self.reward.default_beta());
         cfg.checkpoint_every = self.checkpoint_every;

@@ -34,26 +34,20 @@ pub fn layer_channels(
     output: u32,
     pick: &dyn Fn(usize) -> usize,
 ) -> LayerChannels {
-    let skipped = |skip: Option<usize>| skip.is_some_and(|d| pick(d) == 1);
     let mut c = LayerChannels {
         input,
         output,
         expanded: None,
         se_hidden: None,
         se_on: false,
-        present: true,
+        present: spec.skip().is_none_or(|d| pick(d) != 1),
     };
-    match *spec {
-        LayerSpec::Conv { .. } | LayerSpec::Head { .. } => {}
-        LayerSpec::SepConv { skip, .. } => c.present = !skipped(skip),
-        LayerSpec::Bottleneck { expansion, se, skip, .. } => {
-            let ratio = space.decisions[expansion].value(pick(expansion));
-            let expanded = scale_filters(f64::from(input), f64::from(ratio));
-            c.expanded = Some(expanded);
-            c.se_hidden = se.map(|_| se_hidden(expanded));
-            c.se_on = se.is_some_and(|d| pick(d) == 1);
-            c.present = !skipped(skip);
-        }
+    if let LayerSpec::Bottleneck { expansion, se, .. } = *spec {
+        let ratio = space.decisions[expansion].value(pick(expansion));
+        let expanded = scale_filters(f64::from(input), f64::from(ratio));
+        c.expanded = Some(expanded);
+        c.se_hidden = se.map(|_| se_hidden(expanded));
+        c.se_on = se.is_some_and(|d| pick(d) == 1);
     }
     c
 }

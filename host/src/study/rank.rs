@@ -278,10 +278,9 @@ pub fn sample(
 ) -> Result<(Vec<Drawn>, usize)> {
     let (tolerance_ms, n, max_draws) = (cfg.tolerance_ms, cfg.n, cfg.max_draws);
     let window = Window { target_ms, tolerance_ms };
-    let inside = |t: f64| window.holds(t);
     let t_found = model.latency_ms(found)?;
     let mut out: Vec<Drawn> = Vec::new();
-    if inside(t_found) {
+    if window.holds(t_found) {
         out.push(Drawn { arch: found.clone(), latency_ms: t_found, origin: Origin::Search });
     }
     let mut rng = Rng::new(cfg.seed).fork("rank-check");
@@ -299,7 +298,7 @@ pub fn sample(
         latency_ms: a.latency_ms,
         origin: Origin::Random,
     }));
-    if !inside(t_found) {
+    if !window.holds(t_found) {
         out.push(Drawn {
             arch: found.clone(),
             latency_ms: t_found,

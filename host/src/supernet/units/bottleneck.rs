@@ -7,8 +7,8 @@ use latency_tables::Activation;
 use serde_json::json;
 
 use super::{
-    act_name, add_weighted, kernel_choices, kernel_sizes, mask, mask_kernel, optional, presence,
-    Bn, Init, Pass, Read, SuperUnit, Widths,
+    add_weighted, kernel_choices, kernel_sizes, mask, mask_kernel, optional, presence, Bn, Init,
+    Pass, Read, SuperUnit, Widths,
 };
 use crate::space::{Param, SearchSpace};
 use crate::supernet::net::{ProxyChannels, Selection};
@@ -90,7 +90,7 @@ impl Bottleneck {
         w: &Widths<'_>,
         present: f32,
     ) -> Result<Tensor> {
-        let e_max = pass.t(&self.expand).dim(0)?;
+        let e_max = w.max.expanded.unwrap_or(w.max.input);
         let emask = mask(w.chosen.expanded.unwrap_or(e_max), e_max, pass.dev)?;
         let xm = mask_kernel(&pass.t(&self.expand), &emask, &w.imask)?;
         pass.l2_of(&xm, present)?;
@@ -110,7 +110,7 @@ impl Bottleneck {
         let mut h = acc.ok_or_else(|| candle_core::Error::msg("ib: no kernel"))?;
         if let Some((d, s)) = &self.se {
             let (off, on) = (sel[*d][0], sel[*d][1]);
-            let hmax = s.b1.dims1()?;
+            let hmax = w.max.se_hidden.unwrap_or(1);
             let hmask = mask(w.chosen.se_hidden.unwrap_or(1), hmax, pass.dev)?;
             let mut out: Option<Tensor> = None;
             if off != 0.0 {
@@ -189,7 +189,7 @@ impl SuperUnit for Bottleneck {
         };
         Ok(json!({"kind": "ib", "cin_max": ci, "e_max": e, "cout_max": co,
                   "kernels": kernel_sizes(&self.kernels)?, "se_hidden_max": h,
-                  "stride": self.stride, "act": act_name(self.act),
+                  "stride": self.stride, "act": self.act.tag(),
                   "skippable": self.skip.is_some()}))
     }
 

@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor, Var, D};
 use latency_tables::Activation;
 use serde_json::json;
 
-use super::{act_name, mask_kernel, Bn, Init, Pass, Read, SuperUnit, Widths};
+use super::{mask_kernel, Bn, Init, Pass, Read, SuperUnit, Widths};
 use crate::supernet::net::{ProxyChannels, Selection};
 use crate::supernet::ops::conv1x1;
 use crate::supernet::{HeadNorm, PlainLayer};
@@ -87,7 +87,7 @@ impl SuperUnit for Head {
 
     fn describe(&self) -> Result<serde_json::Value> {
         let (co, ci) = self.conv.as_tensor().dims2()?;
-        Ok(json!({"kind": "head", "cin_max": ci, "cout_max": co, "act": act_name(self.act),
+        Ok(json!({"kind": "head", "cin_max": ci, "cout_max": co, "act": self.act.tag(),
                   "pool": self.pool, "bn": matches!(self.norm, Norm::Bn(_))}))
     }
 }

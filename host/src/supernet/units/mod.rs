@@ -81,11 +81,7 @@ pub(super) struct Pass<'a> {
 impl Pass<'_> {
     /// A weight as the graph sees it: the variable itself, or a detached view (no graph).
     pub fn t(&self, v: &Var) -> Tensor {
-        if self.train {
-            v.as_tensor().clone()
-        } else {
-            v.as_tensor().detach()
-        }
+        Read { detach: !self.train }.var(v)
     }
 
     /// Records one L2 term (training only).
@@ -278,22 +274,6 @@ pub(super) fn add_weighted(acc: Option<Tensor>, h: &Tensor, w: f32) -> Result<Te
     }
 }
 
-/// `x + present·body(x)` for a skippable layer (body not run when skipped), `body(x)` otherwise.
-fn residual(
-    x: &Tensor,
-    skippable: bool,
-    present: f32,
-    body: impl FnOnce() -> Result<Tensor>,
-) -> Result<Tensor> {
-    if !skippable {
-        return body();
-    }
-    if present == 0.0 {
-        return Ok(x.clone());
-    }
-    x.add(&add_weighted(None, &body()?, present)?)
-}
-
 /// The masked pass of a unit that may be skippable: `x + present·body(present)` when it is
 /// (body not run when skipped), `body(1)` otherwise.
 pub(super) fn optional(
@@ -303,16 +283,13 @@ pub(super) fn optional(
     body: impl FnOnce(f32) -> Result<Tensor>,
 ) -> Result<Tensor> {
     let present = presence(skip, sel);
-    residual(x, skip.is_some(), present, || body(present))
-}
-
-/// An activation's name in descriptions.
-pub(super) fn act_name(a: Activation) -> &'static str {
-    match a {
-        Activation::Relu => "relu",
-        Activation::HSwish => "hswish",
-        Activation::None => "none",
+    if skip.is_none() {
+        return body(present);
     }
+    if present == 0.0 {
+        return Ok(x.clone());
+    }
+    x.add(&add_weighted(None, &body(present)?, present)?)
 }
 
 /// The kernel sizes of per-kernel depthwise weights `[C, k, k]`.

@@ -7,8 +7,8 @@ use latency_tables::Activation;
 use serde_json::json;
 
 use super::{
-    act_name, add_weighted, kernel_choices, mask_kernel, optional, presence, switch, Bn, Init,
-    Pass, Read, SuperUnit, Widths,
+    add_weighted, kernel_choices, mask_kernel, optional, presence, switch, Bn, Init, Pass, Read,
+    SuperUnit, Widths,
 };
 use crate::space::{Param, SearchSpace};
 use crate::supernet::net::{ProxyChannels, Selection};
@@ -119,7 +119,7 @@ impl SuperUnit for Sep {
         let ks: Vec<usize> =
             self.branches.iter().map(|b| b.dw.as_tensor().dim(1)).collect::<Result<_>>()?;
         Ok(json!({"kind": "sep", "cin_max": ci, "cout_max": co, "kernels": ks,
-                  "stride": self.stride, "act": act_name(self.act),
+                  "stride": self.stride, "act": self.act.tag(),
                   "skippable": self.skip.is_some()}))
     }
 

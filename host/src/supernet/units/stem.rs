@@ -5,8 +5,8 @@ use latency_tables::Activation;
 use serde_json::json;
 
 use super::{
-    act_name, add_weighted, kernel_choices, kernel_sizes, mask_kernel, switch, Bn, Init, Pass,
-    Read, SuperUnit, Widths,
+    add_weighted, kernel_choices, kernel_sizes, mask_kernel, switch, Bn, Init, Pass, Read,
+    SuperUnit, Widths,
 };
 use crate::space::{Param, SearchSpace};
 use crate::supernet::net::{ProxyChannels, Selection};
@@ -81,7 +81,7 @@ impl SuperUnit for Stem {
         let (co, ci, _, _) = self.kernels[0].0.as_tensor().dims4()?;
         Ok(json!({"kind": "stem", "cin_max": ci, "cout_max": co,
                   "kernels": kernel_sizes(&self.kernels)?, "stride": self.stride,
-                  "act": act_name(self.act)}))
+                  "act": self.act.tag()}))
     }
 
     fn describe_selection(&self, sel: &Selection, _c: &ProxyChannels, v: &mut serde_json::Value) {
