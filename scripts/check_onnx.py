@@ -3,7 +3,8 @@
 
 For each MODEL.onnx: onnx.checker.check_model(full_check=True) (strict shape inference too),
 then a run in onnxruntime (CPU) on MODEL.input.bin when present (raw little-endian f32 of the
-declared input shape) or on a seeded random input. The output must have the declared shape
+declared input shape, cast to the declared input type: uint8 for int8 op models) or on a seeded
+random input. The output must have the declared shape
 and be finite and not all zeros. With --save-outputs the output is written to MODEL.ort.bin
 (raw little-endian f32) so another engine can be compared against it.
 
@@ -42,10 +43,15 @@ def main():
             in_shape = dims(model.graph.input[0])
             out_shape = dims(model.graph.output[0])
             input_file = path.with_suffix(".input.bin")
+            in_type = onnx.helper.tensor_dtype_to_np_dtype(
+                model.graph.input[0].type.tensor_type.elem_type)
             if input_file.exists():
                 x = np.fromfile(input_file, dtype="<f4").reshape(in_shape)
+            elif in_type == np.uint8:
+                x = np.random.default_rng(0).integers(0, 256, in_shape).astype(np.float32)
             else:
                 x = np.random.default_rng(0).uniform(-1, 1, in_shape).astype(np.float32)
+            x = x.astype(in_type)
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
             sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -57,7 +63,7 @@ def main():
             if not np.any(y != 0):
                 raise ValueError("output is all zeros")
             if args.save_outputs:
-                y.astype("<f4").tofile(path.with_suffix(".ort.bin"))
+                y.astype("<f4").tofile(path.with_suffix(".ort.bin"))  # uint8 outputs as f32
             result.update(ok=True, opset=model.opset_import[0].version, nodes=len(model.graph.node),
                           output_shape=out_shape, output_abs_mean=float(np.abs(y).mean()))
         except Exception as exc:  # report every model, then fail

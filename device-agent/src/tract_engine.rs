@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::engine::{Engine, Runnable as AgentRunnable};
 
@@ -27,9 +28,12 @@ impl AgentRunnable for TractRunnable {
     fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>> {
         let shape: Vec<usize> = self.input.shape().to_vec();
         let tensor = Tensor::from_shape(&shape, input)
-            .context("input does not fit the model's input shape")?;
+            .context("input does not fit the model's input shape")?
+            .cast_to_dt(self.input.datum_type())?
+            .into_owned();
         let out = self.state.run(tvec![tensor.into_tvalue()])?;
-        let view = out[0].to_plain_array_view::<f32>()?;
+        let out = out[0].cast_to::<f32>()?;
+        let view = out.to_plain_array_view::<f32>()?;
         Ok(view.iter().copied().collect())
     }
 }
@@ -49,7 +53,9 @@ impl Engine for TractEngine {
             .model_for_read(&mut &*onnx)
             .context("tract could not load the ONNX model")?;
         if let Some(shape) = input_shape {
-            model = model.with_input_fact(0, f32::fact(shape).into())?;
+            // Keep the model's own element type (uint8 for int8 op keys); float when unset.
+            let dt = model.input_fact(0)?.datum_type.concretize().unwrap_or(f32::datum_type());
+            model = model.with_input_fact(0, InferenceFact::dt_shape(dt, shape))?;
         }
         let model = model.into_optimized().context("tract could not optimise the model")?;
         let fact = model.input_fact(0)?.clone();
@@ -62,8 +68,15 @@ impl Engine for TractEngine {
         let state = plan.spawn()?;
         let n: usize = shape.iter().product();
         let mut rng = latency_tables::onnx::SeededWeights::new(seed ^ 0x5EED);
-        let values = rng.uniform(n, 1.0);
-        let input = Tensor::from_shape(&shape, &values)?.into_tvalue();
+        let input = if fact.datum_type == u8::datum_type() {
+            // An int8 op key's quantised input: uniform over the whole uint8 range.
+            let values: Vec<u8> = (0..n).map(|_| (rng.next_u64() >> 56) as u8).collect();
+            Tensor::from_shape(&shape, &values)?
+        } else {
+            let values = rng.uniform(n, 1.0);
+            Tensor::from_shape(&shape, &values)?.cast_to_dt(fact.datum_type)?.into_owned()
+        };
+        let input = input.into_tvalue();
         Ok(Box::new(TractRunnable { state, input }))
     }
 }

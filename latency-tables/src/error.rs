@@ -109,6 +109,18 @@ pub enum BuildError {
         /// The shape the previous layer produces (HxWxC).
         got: String,
     },
+    /// A network mixes precisions (every layer of one model runs in one number format).
+    #[error("layer {index} ({key}) is {got}, the network's first layer is {expected}")]
+    Precision {
+        /// Index of the layer in the network.
+        index: usize,
+        /// The layer's key.
+        key: String,
+        /// The first layer's precision.
+        expected: String,
+        /// This layer's precision.
+        got: String,
+    },
     /// Given weights are missing a tensor or have the wrong size.
     #[error("weights for {name}: {reason}")]
     Weights {

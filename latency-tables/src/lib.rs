@@ -36,7 +36,7 @@ pub(crate) fn is_zero(v: &u32) -> bool {
 pub use error::{BuildError, KeyError, MethodError, TableError};
 pub use meta::{Cluster, CpuInfo, Fingerprint, Method};
 pub use network::Network;
-pub use op_key::{Activation, OpKey, OpKind};
+pub use op_key::{Activation, OpKey, OpKind, Precision};
 pub use plan::Plan;
 pub use range::F64Range;
 pub use stats::LatencyStats;

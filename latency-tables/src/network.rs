@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::BuildError;
-use crate::op_key::OpKey;
+use crate::op_key::{OpKey, Precision};
 
 /// A whole model: its layers in execution order. The output of each layer is the input of the
 /// next ([`Network::check_chain`]).
@@ -42,11 +42,31 @@ impl Network {
                 });
             }
         }
-        for key in &self.layers {
+        let precision = self.layers[0].precision;
+        for (index, key) in self.layers.iter().enumerate() {
+            if key.precision != precision {
+                return Err(BuildError::Precision {
+                    index,
+                    key: key.to_string(),
+                    expected: precision.to_string(),
+                    got: key.precision.to_string(),
+                });
+            }
             key.validate()?;
             key.check_bounds()?;
         }
         Ok(())
+    }
+
+    /// The precision of the network (of its first layer; [`Network::check_chain`] checks that
+    /// every layer agrees). `F32` for an empty network.
+    pub fn precision(&self) -> Precision {
+        self.layers.first().map(|k| k.precision).unwrap_or_default()
+    }
+
+    /// The same network with every layer in `precision`.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        Network::new(self.layers.into_iter().map(|k| k.with_precision(precision)).collect())
     }
 
     /// Total multiply-accumulates.

@@ -95,6 +95,50 @@ impl Activation {
     }
 }
 
+/// The number format a layer runs in.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit float weights and activations (keys without a precision suffix).
+    #[default]
+    F32,
+    /// int8: symmetric per-tensor int8 weights, uint8 activations with a per-tensor scale
+    /// and zero point, int32 accumulation (ONNX `QLinearConv`; see [`crate::onnx`]).
+    I8,
+}
+
+impl Precision {
+    /// The tag of the canonical string form (`f32` is never written into a key).
+    pub fn tag(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::I8 => "i8",
+        }
+    }
+
+    /// Every precision.
+    pub const ALL: [Precision; 2] = [Precision::F32, Precision::I8];
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.tag())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.tag() == s)
+            .ok_or_else(|| format!("unknown precision {s:?} (expected f32 or i8)"))
+    }
+}
+
 /// One network layer at its deployment shape.
 ///
 /// Fields that do not apply to a kind hold a neutral value (`kernel = 1`, `stride = 1`,
@@ -111,6 +155,9 @@ impl Activation {
 /// pool/7x7x1280
 /// fc/1x1x1280/o1001
 /// ```
+///
+/// An int8 key ends in `/i8` (after `/res`): `ib/56x56x32/o32/k3/s1/e96/se0/relu/res/i8`.
+/// Float keys carry no suffix, so every float key string is unchanged.
 ///
 /// ```
 /// use latency_tables::OpKey;
@@ -142,6 +189,8 @@ pub struct OpKey {
     pub act: Activation,
     /// Whether the layer's input is added to its output.
     pub residual: bool,
+    /// The number format the layer runs in.
+    pub precision: Precision,
 }
 
 impl OpKey {
@@ -167,6 +216,7 @@ impl OpKey {
             se: 0,
             act,
             residual: false,
+            precision: Precision::F32,
         }
     }
 
@@ -194,6 +244,7 @@ impl OpKey {
             se: 0,
             act,
             residual,
+            precision: Precision::F32,
         }
     }
 
@@ -223,6 +274,7 @@ impl OpKey {
             se,
             act,
             residual,
+            precision: Precision::F32,
         }
     }
 
@@ -240,6 +292,7 @@ impl OpKey {
             se: 0,
             act,
             residual: false,
+            precision: Precision::F32,
         }
     }
 
@@ -257,6 +310,7 @@ impl OpKey {
             se: 0,
             act: Activation::None,
             residual: false,
+            precision: Precision::F32,
         }
     }
 
@@ -274,7 +328,13 @@ impl OpKey {
             se: 0,
             act: Activation::None,
             residual: false,
+            precision: Precision::F32,
         }
+    }
+
+    /// The same layer in `precision`.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        OpKey { precision, ..self }
     }
 
     /// Output spatial size under TF "SAME" padding: `ceil(in / stride)`; pooling gives 1×1.
@@ -471,6 +531,9 @@ impl fmt::Display for OpKey {
         if self.residual {
             f.write_str("/res")?;
         }
+        if self.precision != Precision::F32 {
+            write!(f, "/{}", self.precision)?;
+        }
         Ok(())
     }
 }
@@ -481,6 +544,14 @@ impl FromStr for OpKey {
     fn from_str(s: &str) -> Result<Self, KeyError> {
         let err = |reason: String| KeyError::Parse { input: s.to_string(), reason };
         let mut parts: Vec<&str> = s.split('/').collect();
+        // The precision suffix; `f32` is never written (one key, one string).
+        let precision = match parts.last() {
+            Some(&"i8") => {
+                parts.pop();
+                Precision::I8
+            }
+            _ => Precision::F32,
+        };
         let residual = parts.last() == Some(&"res");
         if residual {
             parts.pop();
@@ -575,7 +646,7 @@ impl FromStr for OpKey {
                 OpKey::classifier(cin, field(parts[2], "o")?)
             }
         };
-        let key = OpKey { residual, ..key };
+        let key = OpKey { residual, precision, ..key };
         key.validate().map_err(|e| err(e.to_string()))?;
         Ok(key)
     }
@@ -607,6 +678,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn any_key() -> impl Strategy<Value = OpKey> {
+        let precision = prop::sample::select(Precision::ALL.to_vec());
+        (any_layer(), precision).prop_map(|(key, p)| key.with_precision(p))
+    }
+
+    fn any_layer() -> impl Strategy<Value = OpKey> {
         let hw = 1u32..300;
         let c = 1u32..3000;
         let k = prop::sample::select(vec![1u32, 3, 5, 7]);
@@ -675,10 +751,19 @@ mod tests {
             "head/7x7x320/o1280/relu",
             "pool/7x7x1280",
             "fc/1x1x1280/o1001",
+            "ib/14x14x80/o80/k3/s1/e480/se120/hswish/res/i8",
+            "fc/1x1x1280/o1001/i8",
         ] {
             let key: OpKey = text.parse().unwrap();
             assert_eq!(key.to_string(), text);
         }
+        let key: OpKey = "sep/112x112x16/o16/k7/s1/relu/res/i8".parse().unwrap();
+        assert_eq!(key.precision, Precision::I8);
+        assert!(key.residual);
+        assert_eq!(
+            key.clone().with_precision(Precision::F32).to_string(),
+            "sep/112x112x16/o16/k7/s1/relu/res"
+        );
     }
 
     #[test]
@@ -693,6 +778,9 @@ mod tests {
             ("head/7x7x320/o1280/gelu", "unknown activation"),
             ("fc/7x7x1280/o1001", "1x1 input"),
             ("pool/7x7x1280/res", "cannot be residual"),
+            ("head/7x7x320/o1280/relu/f32", "takes the fields"),
+            ("head/7x7x320/o1280/relu/i8/res", "takes the fields"),
+            ("head/7x7x320/o1280/relu/i4", "takes the fields"),
         ];
         for (text, needle) in cases {
             let err = text.parse::<OpKey>().unwrap_err().to_string();

@@ -6,6 +6,10 @@
 //! random values for measurement ([`SeededWeights`], never zeros) or given tensors for export
 //! ([`GivenWeights`]). Tensor names are stable (`l{layer}.{part}.weight|bias`) and are the
 //! contract for exporting trained weights.
+//!
+//! Int8 keys ([`Precision::I8`]) build the same layers in ONNX's integer form ([`int8`]):
+//! `QLinearConv` with per-tensor int8 weights, uint8 activations, fused ReLU, and
+//! float islands (`DequantizeLinear` → op → `QuantizeLinear`) for what ONNX has no integer op for.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +21,11 @@ use onnx_protobuf::{
 
 use crate::error::BuildError;
 use crate::network::Network;
-use crate::op_key::{same_padding, Activation, OpKey, OpKind};
+use crate::op_key::{same_padding, Activation, OpKey, OpKind, Precision};
+
+pub mod int8;
+
+pub use int8::{calibration_model, QParams};
 
 /// The ONNX opset of every model we build (`HardSwish` needs ≥ 14).
 pub const OPSET: i64 = 14;
@@ -44,6 +52,12 @@ pub enum Role {
 pub trait WeightSource {
     /// Returns the values of tensor `name` with `shape` (row-major, ONNX layout).
     fn tensor(&mut self, name: &str, shape: &[usize], role: Role) -> Result<Vec<f32>, BuildError>;
+
+    /// The calibrated range `(min, max)` of activation tensor `name` of the float graph, for
+    /// int8 models; `None` takes the builder's default range for that kind of tensor.
+    fn activation_range(&mut self, _name: &str) -> Option<(f32, f32)> {
+        None
+    }
 }
 
 /// Deterministic pseudo-random weights from a seed: He-uniform kernels, small non-zero biases.
@@ -96,12 +110,18 @@ impl WeightSource for SeededWeights {
 #[derive(Debug, Clone, Default)]
 pub struct GivenWeights {
     tensors: BTreeMap<String, Vec<f32>>,
+    ranges: BTreeMap<String, (f32, f32)>,
 }
 
 impl GivenWeights {
     /// Weights from a name → values map.
     pub fn new(tensors: BTreeMap<String, Vec<f32>>) -> Self {
-        GivenWeights { tensors }
+        GivenWeights { tensors, ranges: BTreeMap::new() }
+    }
+
+    /// With calibrated activation ranges by float tensor name (see [`calibration_model`]).
+    pub fn with_ranges(self, ranges: BTreeMap<String, (f32, f32)>) -> Self {
+        GivenWeights { ranges, ..self }
     }
 
     /// Names that were given but not used by the graph (a sign of a mismatched architecture).
@@ -128,11 +148,19 @@ impl WeightSource for GivenWeights {
         }
         Ok(values)
     }
+
+    fn activation_range(&mut self, name: &str) -> Option<(f32, f32)> {
+        self.ranges.get(name).copied()
+    }
 }
 
 /// Builds the ONNX model of one op key, with input `[1, cin, h, w]`.
+///
+/// An int8 key takes and gives uint8 tensors (the classifier gives float logits), so that a
+/// table's Σ T(key) adds up the same graph as the int8 network, whose float input is quantised
+/// once at its start.
 pub fn op_model(key: &OpKey, weights: &mut dyn WeightSource) -> Result<ModelProto, BuildError> {
-    network_model(&Network::new(vec![key.clone()]), weights)
+    build(&Network::new(vec![key.clone()]), weights, false)
 }
 
 /// Builds the ONNX model of a whole network, with input `[1, C, H, W]` of its first layer.
@@ -143,17 +171,33 @@ pub fn network_model(
     net: &Network,
     weights: &mut dyn WeightSource,
 ) -> Result<ModelProto, BuildError> {
+    build(net, weights, true)
+}
+
+/// The graph of `net`; `float_input`: an int8 network takes float input and quantises it.
+fn build(
+    net: &Network,
+    weights: &mut dyn WeightSource,
+    float_input: bool,
+) -> Result<ModelProto, BuildError> {
     net.check_chain()?;
     let mut g = GraphBuilder { weights, graph: GraphProto::new(), counter: 0 };
     g.graph.name = "latency_tables".into();
     let (h, w, c) = net.input_shape().ok_or(BuildError::Empty)?;
-    g.graph.input.push(value_info(INPUT_NAME, &[1, i64::from(c), i64::from(h), i64::from(w)]));
-    let mut x = INPUT_NAME.to_string();
+    let in_dims = [1, i64::from(c), i64::from(h), i64::from(w)];
     let last = net.layers.len() - 1;
-    for (i, key) in net.layers.iter().enumerate() {
-        let out = if i == last { Some(OUTPUT_NAME) } else { None };
-        x = g.layer(&format!("l{i}"), key, &x, out)?;
-    }
+    let out_type = match net.precision() {
+        Precision::F32 => {
+            g.graph.input.push(value_info(INPUT_NAME, &in_dims, DataType::FLOAT));
+            let mut x = INPUT_NAME.to_string();
+            for (i, key) in net.layers.iter().enumerate() {
+                let out = if i == last { Some(OUTPUT_NAME) } else { None };
+                x = g.layer(&format!("l{i}"), key, &x, out)?;
+            }
+            DataType::FLOAT
+        }
+        Precision::I8 => g.network_i8(net, &in_dims, float_input)?,
+    };
     let last_key = &net.layers[last];
     let (oh, ow, oc) = last_key.output_shape();
     let out_dims: Vec<i64> = if last_key.kind == OpKind::Classifier {
@@ -161,7 +205,7 @@ pub fn network_model(
     } else {
         vec![1, i64::from(oc), i64::from(oh), i64::from(ow)]
     };
-    g.graph.output.push(value_info(OUTPUT_NAME, &out_dims));
+    g.graph.output.push(value_info(OUTPUT_NAME, &out_dims, out_type));
     let mut model = ModelProto::new();
     model.ir_version = IR_VERSION;
     model.producer_name = "latency-tables".into();
@@ -192,7 +236,7 @@ pub fn network_bytes(net: &Network, seed: u64) -> Result<Vec<u8>, BuildError> {
     Ok(encode(&network_model(net, &mut SeededWeights::new(seed))?))
 }
 
-fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
+fn value_info(name: &str, dims: &[i64], elem: DataType) -> ValueInfoProto {
     let mut shape = TensorShapeProto::new();
     for &d in dims {
         let mut dim = tensor_shape_proto::Dimension::new();
@@ -200,8 +244,20 @@ fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
         shape.dim.push(dim);
     }
     let mut tensor = type_proto::Tensor::new();
-    tensor.elem_type = DataType::FLOAT as i32;
+    tensor.elem_type = elem as i32;
     tensor.shape = Some(shape).into();
+    let mut tp = TypeProto::new();
+    tp.value = Some(type_proto::Value::TensorType(tensor));
+    let mut vi = ValueInfoProto::new();
+    vi.name = name.into();
+    vi.type_ = Some(tp).into();
+    vi
+}
+
+/// A graph output of float type without a shape (the engine infers it).
+fn untyped_output(name: &str) -> ValueInfoProto {
+    let mut tensor = type_proto::Tensor::new();
+    tensor.elem_type = DataType::FLOAT as i32;
     let mut tp = TypeProto::new();
     tp.value = Some(type_proto::Value::TensorType(tensor));
     let mut vi = ValueInfoProto::new();
@@ -224,6 +280,71 @@ fn int(name: &str, value: i64) -> AttributeProto {
     a.type_ = AttributeType::INT.into();
     a.i = value;
     a
+}
+
+/// One convolution's geometry: input size, channels, kernel, stride and groups.
+#[derive(Debug, Clone, Copy)]
+struct ConvShape {
+    hw: (u32, u32),
+    cin: u32,
+    cout: u32,
+    kernel: u32,
+    stride: u32,
+    group: u32,
+}
+
+impl ConvShape {
+    /// The stem's full k×k convolution.
+    fn stem(key: &OpKey) -> Self {
+        let (hw, cin, cout) = ((key.h, key.w), key.cin, key.cout);
+        ConvShape { hw, cin, cout, kernel: key.kernel, stride: key.stride, group: 1 }
+    }
+
+    /// The depthwise k×k convolution over `c` channels at the key's input size.
+    fn depthwise(key: &OpKey, c: u32) -> Self {
+        let hw = (key.h, key.w);
+        ConvShape { hw, cin: c, cout: c, kernel: key.kernel, stride: key.stride, group: c }
+    }
+
+    /// The bottleneck's 1×1 expansion at the key's input size.
+    fn expand(key: &OpKey) -> Self {
+        ConvShape::one_by_one((key.h, key.w), key.cin, key.expanded)
+    }
+
+    /// The 1×1 projection from `c` channels at the key's output size.
+    fn project(key: &OpKey, c: u32) -> Self {
+        ConvShape::one_by_one(key.output_hw(), c, key.cout)
+    }
+
+    /// The head's 1×1 convolution at the key's input size.
+    fn pointwise(key: &OpKey) -> Self {
+        ConvShape::one_by_one((key.h, key.w), key.cin, key.cout)
+    }
+
+    /// A 1×1 convolution on a 1×1 input (SE, classifier).
+    fn dense(cin: u32, cout: u32) -> Self {
+        ConvShape::one_by_one((1, 1), cin, cout)
+    }
+
+    fn one_by_one(hw: (u32, u32), cin: u32, cout: u32) -> Self {
+        ConvShape { hw, cin, cout, kernel: 1, stride: 1, group: 1 }
+    }
+
+    /// The ONNX attributes (`Conv` and `QLinearConv` share them), TF "SAME" padding.
+    fn attributes(&self) -> Vec<AttributeProto> {
+        let (h, w) = self.hw;
+        let (pt, pb) = same_padding(h, self.kernel, self.stride);
+        let (pl, pr) = same_padding(w, self.kernel, self.stride);
+        let mut attrs = vec![
+            ints("kernel_shape", &[self.kernel.into(), self.kernel.into()]),
+            ints("strides", &[self.stride.into(), self.stride.into()]),
+            ints("pads", &[pt.into(), pl.into(), pb.into(), pr.into()]),
+        ];
+        if self.group != 1 {
+            attrs.push(int("group", self.group.into()));
+        }
+        attrs
+    }
 }
 
 struct GraphBuilder<'a> {
@@ -255,56 +376,55 @@ impl GraphBuilder<'_> {
         output
     }
 
-    fn initializer(
+    /// A float initializer.
+    fn initializer(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> String {
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.raw_initializer(name, shape, DataType::FLOAT, raw)
+    }
+
+    /// An initializer of any element type from its little-endian bytes.
+    fn raw_initializer(
         &mut self,
         name: &str,
         shape: &[usize],
-        role: Role,
-    ) -> Result<String, BuildError> {
-        let values = self.weights.tensor(name, shape, role)?;
+        elem: DataType,
+        raw: Vec<u8>,
+    ) -> String {
         let mut t = TensorProto::new();
         t.name = name.into();
-        t.data_type = DataType::FLOAT as i32;
+        t.data_type = elem as i32;
         t.dims = shape.iter().map(|&d| d as i64).collect();
-        t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        t.raw_data = raw;
         self.graph.initializer.push(t);
-        Ok(name.to_string())
+        name.to_string()
+    }
+
+    /// A convolution's weight and bias (folded BN) from the weight source: the kernel
+    /// `[cout, cin / group, k, k]` and the bias `[cout]`.
+    fn conv_weights(
+        &mut self,
+        name: &str,
+        c: &ConvShape,
+    ) -> Result<(Vec<usize>, Vec<f32>, Vec<f32>), BuildError> {
+        let (cin, cout, k, group) =
+            (c.cin as usize, c.cout as usize, c.kernel as usize, c.group as usize);
+        let wshape = vec![cout, cin / group, k, k];
+        let weight = self.weights.tensor(
+            &format!("{name}.weight"),
+            &wshape,
+            Role::Kernel { fan_in: cin / group * k * k },
+        )?;
+        let bias = self.weights.tensor(&format!("{name}.bias"), &[cout], Role::Bias)?;
+        Ok((wshape, weight, bias))
     }
 
     /// A convolution with folded BN (weight + bias), TF "SAME" padding.
-    #[allow(clippy::too_many_arguments)]
-    fn conv(
-        &mut self,
-        name: &str,
-        x: &str,
-        (h, w): (u32, u32),
-        cin: u32,
-        cout: u32,
-        kernel: u32,
-        stride: u32,
-        group: u32,
-    ) -> Result<String, BuildError> {
-        let (cin, cout, k, group_u) =
-            (cin as usize, cout as usize, kernel as usize, group as usize);
-        let wshape = [cout, cin / group_u, k, k];
-        let weight = self.initializer(
-            &format!("{name}.weight"),
-            &wshape,
-            Role::Kernel { fan_in: cin / group_u * k * k },
-        )?;
-        let bias = self.initializer(&format!("{name}.bias"), &[cout], Role::Bias)?;
-        let (pt, pb) = same_padding(h, kernel, stride);
-        let (pl, pr) = same_padding(w, kernel, stride);
-        let mut attrs = vec![
-            ints("kernel_shape", &[kernel.into(), kernel.into()]),
-            ints("strides", &[stride.into(), stride.into()]),
-            ints("pads", &[pt.into(), pl.into(), pb.into(), pr.into()]),
-        ];
-        if group != 1 {
-            attrs.push(int("group", group.into()));
-        }
+    fn conv(&mut self, name: &str, x: &str, c: ConvShape) -> Result<String, BuildError> {
+        let (wshape, weight, bias) = self.conv_weights(name, &c)?;
+        let weight = self.initializer(&format!("{name}.weight"), &wshape, weight);
+        let bias = self.initializer(&format!("{name}.bias"), &[c.cout as usize], bias);
         let out = format!("{name}.out");
-        Ok(self.node("Conv", &[x, &weight, &bias], out, attrs))
+        Ok(self.node("Conv", &[x, &weight, &bias], out, c.attributes()))
     }
 
     fn act(&mut self, prefix: &str, x: &str, act: Activation) -> String {
@@ -341,59 +461,41 @@ impl GraphBuilder<'_> {
         x: &str,
         out: Option<&str>,
     ) -> Result<String, BuildError> {
-        let hw = (key.h, key.w);
-        let ohw = key.output_hw();
         let y = match key.kind {
             OpKind::StemConv => {
-                let y = self.conv(
-                    &format!("{p}.conv"),
-                    x,
-                    hw,
-                    key.cin,
-                    key.cout,
-                    key.kernel,
-                    key.stride,
-                    1,
-                )?;
+                let y = self.conv(&format!("{p}.conv"), x, ConvShape::stem(key))?;
                 self.act(p, &y, key.act)
             }
             OpKind::SepConv => {
-                let d = self.conv(
-                    &format!("{p}.dw"),
-                    x,
-                    hw,
-                    key.cin,
-                    key.cin,
-                    key.kernel,
-                    key.stride,
-                    key.cin,
-                )?;
+                let d = self.conv(&format!("{p}.dw"), x, ConvShape::depthwise(key, key.cin))?;
                 let d = self.act(p, &d, key.act);
-                let y = self.conv(&format!("{p}.pw"), &d, ohw, key.cin, key.cout, 1, 1, 1)?;
+                let y = self.conv(&format!("{p}.pw"), &d, ConvShape::project(key, key.cin))?;
                 self.residual(p, x, y, key.residual)
             }
             OpKind::Bottleneck => {
                 let e = key.expanded;
-                let y = self.conv(&format!("{p}.expand"), x, hw, key.cin, e, 1, 1, 1)?;
+                let y = self.conv(&format!("{p}.expand"), x, ConvShape::expand(key))?;
                 let y = self.act(p, &y, key.act);
-                let y = self.conv(&format!("{p}.dw"), &y, hw, e, e, key.kernel, key.stride, e)?;
+                let y = self.conv(&format!("{p}.dw"), &y, ConvShape::depthwise(key, e))?;
                 let mut y = self.act(p, &y, key.act);
                 if key.se > 0 {
                     let s = self.fresh(p, "se_pool");
                     let s = self.node("GlobalAveragePool", &[&y], s, vec![]);
-                    let s = self.conv(&format!("{p}.se_reduce"), &s, (1, 1), e, key.se, 1, 1, 1)?;
+                    let s =
+                        self.conv(&format!("{p}.se_reduce"), &s, ConvShape::dense(e, key.se))?;
                     let s = self.act(p, &s, Activation::Relu);
-                    let s = self.conv(&format!("{p}.se_expand"), &s, (1, 1), key.se, e, 1, 1, 1)?;
+                    let s =
+                        self.conv(&format!("{p}.se_expand"), &s, ConvShape::dense(key.se, e))?;
                     let gate = self.fresh(p, "se_gate");
                     let gate = self.node("Sigmoid", &[&s], gate, vec![]);
                     let scaled = self.fresh(p, "se_mul");
                     y = self.node("Mul", &[&y, &gate], scaled, vec![]);
                 }
-                let y = self.conv(&format!("{p}.project"), &y, ohw, e, key.cout, 1, 1, 1)?;
+                let y = self.conv(&format!("{p}.project"), &y, ConvShape::project(key, e))?;
                 self.residual(p, x, y, key.residual)
             }
             OpKind::HeadConv => {
-                let y = self.conv(&format!("{p}.conv"), x, hw, key.cin, key.cout, 1, 1, 1)?;
+                let y = self.conv(&format!("{p}.conv"), x, ConvShape::pointwise(key))?;
                 self.act(p, &y, key.act)
             }
             OpKind::GlobalPool => {
@@ -401,7 +503,7 @@ impl GraphBuilder<'_> {
                 self.node("GlobalAveragePool", &[x], y, vec![])
             }
             OpKind::Classifier => {
-                let y = self.conv(&format!("{p}.fc"), x, (1, 1), key.cin, key.cout, 1, 1, 1)?;
+                let y = self.conv(&format!("{p}.fc"), x, ConvShape::dense(key.cin, key.cout))?;
                 let flat = self.fresh(p, "flatten");
                 self.node("Flatten", &[&y], flat, vec![int("axis", 1)])
             }
