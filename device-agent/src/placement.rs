@@ -16,8 +16,12 @@ pub const THERMAL_LIMIT: F64Range = F64Range::above(0.0, 1000.0);
 #[derive(Debug, Clone, Args)]
 pub struct PlacementArgs {
     /// CPUs to pin to, e.g. `4-7` (default: the fastest cluster, or all CPUs without cpufreq).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cluster")]
     pub cpus: Option<String>,
+    /// The CPU cluster to pin to, by name: `big`, `little` (and `mid`, `mid1`, … between them),
+    /// from the device's cpufreq domains ordered by maximum frequency.
+    #[arg(long)]
+    pub cluster: Option<String>,
     /// Engine threads (needs the `multithread` feature for more than 1).
     #[arg(long, default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_THREADS)))]
@@ -29,16 +33,20 @@ pub struct PlacementArgs {
 
 /// Pins, configures threads, fingerprints.
 pub fn setup(p: &PlacementArgs) -> Result<(Placement, latency_tables::Fingerprint)> {
-    let wanted = match &p.cpus {
-        Some(list) => {
+    let wanted = match (&p.cpus, &p.cluster) {
+        (Some(list), _) => {
             sysinfo::parse_cpu_list(list).map_err(anyhow::Error::msg).context("--cpus")?
         }
-        None => sysinfo::fastest_cluster(),
+        (None, Some(name)) => sysinfo::cluster_cpus(name, &sysinfo::clusters())
+            .map_err(anyhow::Error::msg)
+            .context("--cluster")?,
+        (None, None) => sysinfo::fastest_cluster(),
     };
+    let explicit = p.cpus.as_deref().or(p.cluster.as_deref());
     let affinity = match sysinfo::pin(&wanted) {
         Ok(a) => a,
-        Err(e) if p.cpus.is_some() => {
-            bail!("could not pin to --cpus {}: {e}", p.cpus.as_deref().unwrap_or(""))
+        Err(e) if explicit.is_some() => {
+            bail!("could not pin to {}: {e}", explicit.unwrap_or(""))
         }
         Err(e) => {
             measure::warn_line(&format!("not pinned ({e}); measuring on any CPU"));

@@ -96,6 +96,45 @@ pub fn fastest_cluster() -> Vec<u32> {
         .unwrap_or_else(online_cpus)
 }
 
+/// The names of `clusters`, slowest first by maximum frequency (ties: smaller first): `little`
+/// and `big` for two; `little`, `mid`, `big` for three; `little`, `mid1`, …, `big` beyond.
+/// One cluster is `big`.
+pub fn cluster_names(clusters: &[Cluster]) -> Vec<(String, Vec<u32>)> {
+    let mut sorted: Vec<&Cluster> = clusters.iter().collect();
+    sorted.sort_by_key(|c| (c.max_khz.unwrap_or(0), c.cpus.len(), c.cpus.first().copied()));
+    let n = sorted.len();
+    sorted
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let name = match (i, n) {
+                (i, n) if i + 1 == n => "big".to_string(),
+                (0, _) => "little".to_string(),
+                (_, 3) => "mid".to_string(),
+                (i, _) => format!("mid{i}"),
+            };
+            (name, c.cpus.clone())
+        })
+        .collect()
+}
+
+/// The CPUs of the cluster called `name` ([`cluster_names`]); the error lists the names there
+/// are (or says that the device reports no clusters: no cpufreq).
+pub fn cluster_cpus(name: &str, clusters: &[Cluster]) -> Result<Vec<u32>, String> {
+    let named = cluster_names(clusters);
+    if named.is_empty() {
+        return Err(format!(
+            "no cluster {name:?}: this device reports no CPU clusters (no cpufreq); give --cpus"
+        ));
+    }
+    let list = |cpus: &[u32]| cpus.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    named.iter().find(|(n, _)| n == name).map(|(_, cpus)| cpus.clone()).ok_or_else(|| {
+        let known: Vec<String> =
+            named.iter().map(|(n, cpus)| format!("{n} (cpus {})", list(cpus))).collect();
+        format!("no cluster {name:?}; this device has {}", known.join(", "))
+    })
+}
+
 /// Pins the calling thread to `cpus` (Linux and Android); returns the affinity now in force.
 pub fn pin(cpus: &[u32]) -> Result<Vec<u32>, String> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -271,6 +310,37 @@ mod tests {
         assert!(!throttled(&s(2_000_000, 40.0), &s(1_900_000, 41.0), 85.0));
         assert!(throttled(&s(2_000_000, 40.0), &s(1_500_000, 41.0), 85.0));
         assert!(throttled(&s(2_000_000, 40.0), &s(2_000_000, 90.0), 85.0));
+    }
+
+    fn cluster(cpus: &[u32], max_khz: u64) -> Cluster {
+        Cluster {
+            cpus: cpus.to_vec(),
+            governor: None,
+            min_khz: None,
+            max_khz: Some(max_khz),
+            cur_khz: None,
+        }
+    }
+
+    #[test]
+    fn clusters_are_named_by_frequency() {
+        // A phone lists its little cluster first; names follow frequency, not order.
+        let phone = [cluster(&[4, 5, 6, 7], 2_400_000), cluster(&[0, 1, 2, 3], 1_800_000)];
+        assert_eq!(cluster_cpus("big", &phone).unwrap(), vec![4, 5, 6, 7]);
+        assert_eq!(cluster_cpus("little", &phone).unwrap(), vec![0, 1, 2, 3]);
+        let three = [
+            cluster(&[7], 3_000_000),
+            cluster(&[0, 1, 2, 3], 1_800_000),
+            cluster(&[4, 5, 6], 2_400_000),
+        ];
+        let names: Vec<String> = cluster_names(&three).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["little", "mid", "big"]);
+        assert_eq!(cluster_cpus("mid", &three).unwrap(), vec![4, 5, 6]);
+        let err = cluster_cpus("prime", &three).unwrap_err();
+        assert!(err.contains("\"prime\"") && err.contains("big (cpus 7)"), "{err}");
+        let err = cluster_cpus("big", &[]).unwrap_err();
+        assert!(err.contains("no CPU clusters") && err.contains("--cpus"), "{err}");
+        assert_eq!(cluster_cpus("big", &[cluster(&[0, 1], 1)]).unwrap(), vec![0, 1]);
     }
 
     #[test]

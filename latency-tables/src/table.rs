@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TableError;
 use crate::meta::{Fingerprint, Method};
-use crate::op_key::OpKey;
+use crate::op_key::{OpKey, Precision};
 use crate::stats::LatencyStats;
 
 /// The schema version this build reads and writes.
@@ -282,6 +282,14 @@ impl LatencyTable {
     /// The entry of `key`.
     pub fn get(&self, key: &OpKey) -> Option<&Entry> {
         self.entries.get(&key.to_string())
+    }
+
+    /// The precision the table's keys run in (its first entry's or failure's; `F32` when
+    /// empty). A table is measured from one plan, so its keys share one precision; a key of
+    /// another precision is simply absent.
+    pub fn precision(&self) -> Precision {
+        let entry = self.entries.values().map(|e| e.key.precision);
+        entry.chain(self.failures.values().map(|f| f.key.precision)).next().unwrap_or_default()
     }
 
     /// Entries in key order.

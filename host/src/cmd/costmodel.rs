@@ -202,6 +202,7 @@ impl Measuring {
             space,
             archs,
             self.resolution,
+            latency_tables::Precision::F32,
             &link,
             &self.method,
             Duration::from_secs_f64(self.timeout),

@@ -1,7 +1,7 @@
 //! `tunas profile`: measure a space's plan, a plan file, or one architecture's keys on one or
 //! more devices, journaling every result, into a latency table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use latency_tables::{Method, OpKey, Plan};
 
+use crate::device::placement::configurations;
 use crate::device::{Link, TransportSpec};
 use crate::profile::{profile, ProfileOptions};
 use crate::space::SearchSpace;
@@ -22,6 +23,9 @@ pub struct Cmd {
     /// Deployment resolution for --space.
     #[arg(long, default_value_t = 224, value_parser = super::values::resolution())]
     pub resolution: u32,
+    /// The number format of the keys of --space: f32 or i8 (a plan's keys carry their own).
+    #[arg(long, default_value = "f32", conflicts_with = "plan")]
+    pub precision: latency_tables::Precision,
     /// Profile the keys of a plan file (any subset of keys).
     #[arg(long, conflicts_with_all = ["space", "arch"])]
     pub plan: Option<PathBuf>,
@@ -35,9 +39,21 @@ pub struct Cmd {
     /// The agent binary for `local` (default: device-agent next to tunas).
     #[arg(long)]
     pub agent: Option<PathBuf>,
-    /// The table to write; the journal is OUT.journal.
+    /// The table to write; the journal is OUT.journal. With several configurations (--threads,
+    /// --cluster, --cpus), one table per configuration: OUT with the configuration's tag before
+    /// the extension (`t.json` → `t.t2-big.json`).
     #[arg(long)]
     pub out: PathBuf,
+    /// Engine threads, one configuration each: `1,2,4` (the agent's `--threads`; default 1).
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Vec<u32>,
+    /// CPU clusters by name, one configuration each: `big,little` (`mid` between them; the
+    /// agent's cpufreq map names them by maximum frequency). Default: the fastest cluster.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster: Vec<String>,
+    /// An explicit CPU list, one configuration each; repeat for several (`--cpus 0 --cpus 0-1`).
+    #[arg(long)]
+    pub cpus: Vec<String>,
     /// Continue from the journal of an interrupted run.
     #[arg(long)]
     pub resume: bool,
@@ -89,6 +105,7 @@ impl Cmd {
             }
             None => space.plan(self.resolution).into_iter().collect(),
         };
+        let keys: Vec<OpKey> = keys.into_iter().map(|k| k.with_precision(self.precision)).collect();
         Ok(Plan::new(Some(space.name.into()), Some(self.resolution), keys).keys)
     }
 
@@ -98,9 +115,10 @@ impl Cmd {
         &self,
         plan: &[OpKey],
         devices: &[Arc<dyn Link>],
+        out: &Path,
         opts: &ProfileOptions,
     ) -> Result<()> {
-        let fit = crate::profile::predict_rest(&self.out, plan)?;
+        let fit = crate::profile::predict_rest(out, plan)?;
         for k in &fit.kinds {
             let tried: Vec<String> =
                 k.tried.iter().map(|(s, e)| format!("{s} {:.1}%", 100.0 * e)).collect();
@@ -117,7 +135,7 @@ impl Cmd {
         }
         if self.check_predicted > 0 {
             let c =
-                crate::profile::check_predicted(&self.out, self.check_predicted, devices, opts)?;
+                crate::profile::check_predicted(out, self.check_predicted, devices, opts)?;
             log::info!(
                 "tunas: predicted vs measured on {} predicted keys ({}): median |error| {:.1}%, 90th percentile {:.1}%, RMSPE {:.1}%",
                 c.keys,
@@ -130,18 +148,44 @@ impl Cmd {
         Ok(())
     }
 
-    /// Runs the command.
+    /// Runs the command: one profile per configuration.
     pub fn run(self) -> Result<i32> {
-        use std::io::Write;
         self.method.check()?;
         let keys = self.keys()?;
-        let devices = self
+        let specs = self
             .devices
             .iter()
-            .map(|d| Ok(Arc::new(TransportSpec::parse(d, self.agent.as_ref())?) as Arc<dyn Link>))
+            .map(|d| TransportSpec::parse(d, self.agent.as_ref()))
             .collect::<Result<Vec<_>>>()?;
+        let configs = configurations(&self.threads, &self.cluster, &self.cpus)?;
+        let mut status = 0;
+        for config in &configs {
+            let devices = specs
+                .iter()
+                .map(|s| Ok(Arc::new(s.placed(config)?) as Arc<dyn Link>))
+                .collect::<Result<Vec<_>>>()?;
+            let out = if configs.len() == 1 { self.out.clone() } else { config.table_path(&self.out) };
+            let method = Method { threads: config.threads.unwrap_or(1), ..self.method.clone() };
+            if configs.len() > 1 {
+                log::info!("tunas: configuration {} → {}", config.tag(), out.display());
+            }
+            status = status.max(self.run_one(&keys, &devices, &out, method)?);
+        }
+        Ok(status)
+    }
+
+    /// Profiles `keys` on `devices` into `out`.
+    fn run_one(
+        &self,
+        keys: &[OpKey],
+        devices: &[Arc<dyn Link>],
+        out: &Path,
+        method: Method,
+    ) -> Result<i32> {
+        use std::io::Write;
+        let keys = keys.to_vec();
         let opts = ProfileOptions {
-            method: self.method.clone(),
+            method,
             resume: self.resume,
             allow_mixed: self.allow_mixed,
             key_timeout: Duration::from_secs_f64(self.key_timeout.max(0.1)),
@@ -173,16 +217,16 @@ impl Cmd {
             }
             None => keys,
         };
-        let summary = profile(&keys, &devices, &self.out, &opts)
-            .with_context(|| format!("profiling into {}", self.out.display()))?;
+        let summary = profile(&keys, devices, out, &opts)
+            .with_context(|| format!("profiling into {}", out.display()))?;
         if self.budget.is_some() {
-            self.predict(&plan, &devices, &opts)?;
+            self.predict(&plan, devices, out, &opts)?;
         }
         log::info!(
             "tunas: {} of {} keys measured into {} in {:.0} s ({} link failures recovered, {} damaged journal lines re-measured)",
             summary.measured,
             summary.keys,
-            self.out.display(),
+            out.display(),
             summary.seconds,
             summary.restarts,
             summary.damaged_lines

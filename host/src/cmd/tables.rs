@@ -127,6 +127,7 @@ impl ValidateCmd {
             &space,
             &archs,
             self.resolution,
+            table.precision(),
             &spec,
             &self.method,
             std::time::Duration::from_secs_f64(self.timeout),

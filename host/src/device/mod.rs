@@ -7,6 +7,7 @@
 pub mod client;
 pub mod memory;
 pub mod networks;
+pub mod placement;
 pub mod worker;
 
 use std::io::{Read, Write};
@@ -42,6 +43,8 @@ pub enum TransportSpec {
     Local {
         /// The agent binary.
         agent: PathBuf,
+        /// Flags after `serve --stdio` (its placement: `--threads N`, `--cluster NAME`).
+        flags: Vec<String>,
     },
     /// Any command whose stdin/stdout reach an agent serving `--stdio` (`adb shell …`, `ssh …`).
     Exec {
@@ -71,7 +74,7 @@ impl TransportSpec {
                 Some(a) => a.clone(),
                 None => default_agent()?,
             };
-            return Ok(TransportSpec::Local { agent });
+            return Ok(TransportSpec::Local { agent, flags: Vec::new() });
         }
         if let Some(command) = text.strip_prefix("exec:") {
             if command.trim().is_empty() {
@@ -106,10 +109,41 @@ impl TransportSpec {
         bail!("unknown transport {text:?} (expected local, exec:COMMAND, serial:PATH[?baud=N] or tcp:HOST:PORT)")
     }
 
+    /// The same link with the agent started in `placement` (its flags after `serve --stdio`;
+    /// for `exec:`, appended to the command). An agent that already runs (`serial:`, `tcp:`)
+    /// cannot be placed from here: the error says what to run instead.
+    pub fn placed(&self, placement: &placement::Placement) -> Result<TransportSpec> {
+        let flags = placement.agent_flags();
+        if flags.is_empty() {
+            return Ok(self.clone());
+        }
+        match self {
+            TransportSpec::Local { agent, .. } => {
+                Ok(TransportSpec::Local { agent: agent.clone(), flags })
+            }
+            TransportSpec::Exec { command } => {
+                Ok(TransportSpec::Exec { command: format!("{command} {}", flags.join(" ")) })
+            }
+            TransportSpec::Serial { .. } | TransportSpec::Tcp { .. } => bail!(
+                "{}: the agent already runs, so the host cannot give it configuration {}; start \
+                 one agent per configuration (`device-agent serve … {}`) and profile each, or \
+                 use local or exec:COMMAND",
+                self.describe(),
+                placement.tag(),
+                flags.join(" ")
+            ),
+        }
+    }
+
     /// A short description for messages.
     pub fn describe(&self) -> String {
         match self {
-            TransportSpec::Local { agent } => format!("local:{}", agent.display()),
+            TransportSpec::Local { agent, flags } if flags.is_empty() => {
+                format!("local:{}", agent.display())
+            }
+            TransportSpec::Local { agent, flags } => {
+                format!("local:{} {}", agent.display(), flags.join(" "))
+            }
             TransportSpec::Exec { command } => format!("exec:{command}"),
             TransportSpec::Serial { path, baud } => format!("serial:{path}?baud={baud}"),
             TransportSpec::Tcp { addr } => format!("tcp:{addr}"),
@@ -119,9 +153,9 @@ impl TransportSpec {
     /// Opens a connection (spawning the agent for `local` and `exec`).
     pub fn connect(&self) -> Result<Connection> {
         match self {
-            TransportSpec::Local { agent } => {
+            TransportSpec::Local { agent, flags } => {
                 let mut cmd = Command::new(agent);
-                cmd.args(["serve", "--stdio"]);
+                cmd.args(["serve", "--stdio"]).args(flags);
                 spawn(cmd, &self.describe())
             }
             TransportSpec::Exec { command } => {
@@ -241,7 +275,7 @@ mod tests {
         let agent = PathBuf::from("/opt/device-agent");
         assert_eq!(
             TransportSpec::parse("local", Some(&agent)).unwrap(),
-            TransportSpec::Local { agent: agent.clone() }
+            TransportSpec::Local { agent: agent.clone(), flags: vec![] }
         );
         assert_eq!(
             TransportSpec::parse("exec:adb shell /data/local/tmp/device-agent serve --stdio", None)
@@ -273,5 +307,25 @@ mod tests {
             let err = TransportSpec::parse(bad, Some(&agent)).unwrap_err().to_string();
             assert!(err.contains(bad), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn placements_reach_the_agent_command_or_are_refused() {
+        use placement::configurations;
+        let c = &configurations(&[2], &["big".into()], &[]).unwrap()[0];
+        let agent = PathBuf::from("/opt/device-agent");
+        let local = TransportSpec::parse("local", Some(&agent)).unwrap().placed(c).unwrap();
+        assert_eq!(local.describe(), "local:/opt/device-agent --threads 2 --cluster big");
+        let exec = TransportSpec::parse("exec:adb shell /d/device-agent serve --stdio", None)
+            .unwrap()
+            .placed(c)
+            .unwrap();
+        assert_eq!(exec.describe(), "exec:adb shell /d/device-agent serve --stdio --threads 2 --cluster big");
+        let err = TransportSpec::parse("tcp:127.0.0.1:7000", None)
+            .unwrap()
+            .placed(c)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("t2-big") && err.contains("--threads 2 --cluster big"), "{err}");
     }
 }

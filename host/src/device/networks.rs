@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use latency_tables::journal::Journal;
-use latency_tables::{Fingerprint, LatencyStats, Method};
+use latency_tables::{Fingerprint, LatencyStats, Method, Precision};
 use serde::{Deserialize, Serialize};
 
 use super::client::AgentClient;
@@ -26,7 +26,7 @@ pub struct NetworkTiming {
     pub measured_us: f64,
 }
 
-/// Measures every architecture of `archs` at `resolution` on the agent behind `link` (median
+/// Measures every architecture of `archs` at `resolution`, in `precision`, on the agent behind `link` (median
 /// µs each, in order), journaling into `journal_path`; `report(i, arch, µs, fresh)` is called for
 /// each (fresh: measured now, not read from the journal). Also returns the device's fingerprint
 /// when it was connected (not when everything came from the journal).
@@ -35,6 +35,7 @@ pub fn measure_architectures(
     space: &SearchSpace,
     archs: &[Architecture],
     resolution: u32,
+    precision: Precision,
     link: &dyn Link,
     method: &Method,
     timeout: Duration,
@@ -68,7 +69,7 @@ pub fn measure_architectures(
             client = Some(AgentClient::connect(link, Duration::from_secs(60))?);
         }
         let Some(agent) = client.as_mut() else { continue };
-        let net = space.resolve(arch, resolution).network;
+        let net = space.resolve(arch, resolution).with_precision(precision).network;
         let samples = agent
             .measure_network(&net, method, timeout)
             .with_context(|| format!("measuring architecture {key}"))?;

@@ -31,8 +31,13 @@ impl LatencyModel for MeasuredTable {
         format!("table {}", self.name)
     }
 
+    fn precision(&self) -> latency_tables::Precision {
+        self.table.precision()
+    }
+
     fn breakdown(&self, arch: &Architecture) -> Result<Breakdown, LatencyError> {
-        let resolved = self.space.resolve(arch, self.resolution);
+        let resolved =
+            self.space.resolve(arch, self.resolution).with_precision(self.table.precision());
         let mut rows = Vec::new();
         let mut missing = Vec::new();
         let mut sum_us = 0.0;

@@ -77,6 +77,11 @@ pub trait LatencyModel {
     fn relative_error(&self) -> Option<f64> {
         None
     }
+
+    /// The precision the model prices networks in (a table's keys'; cost models are float).
+    fn precision(&self) -> latency_tables::Precision {
+        latency_tables::Precision::F32
+    }
 }
 
 /// Whether `path` is a cost-model file (it has a `spaces` object) rather than a latency table.

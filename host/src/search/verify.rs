@@ -70,6 +70,7 @@ pub fn verify(
         &space,
         std::slice::from_ref(&arch),
         DEPLOYMENT_RESOLUTION,
+        model.precision(),
         link,
         method,
         timeout,

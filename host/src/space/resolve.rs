@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use latency_tables::{Network, OpKey};
+use latency_tables::{Network, OpKey, Precision};
 
 use super::channels::layer_keys;
 use super::{Architecture, DecisionKind, LayerSpec, SearchSpace};
@@ -23,6 +23,18 @@ pub struct Resolved {
     pub layers: Vec<ResolvedLayer>,
     /// The present layers as a network.
     pub network: Network,
+}
+
+impl Resolved {
+    /// The same layers in `precision` (a table's, [`latency_tables::LatencyTable::precision`]).
+    pub fn with_precision(self, precision: Precision) -> Self {
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| ResolvedLayer { key: l.key.map(|k| k.with_precision(precision)), ..l })
+            .collect();
+        Resolved { layers, network: self.network.with_precision(precision) }
+    }
 }
 
 /// The decisions a layer reads besides its block's filters (skip, kernel, expansion, SE).

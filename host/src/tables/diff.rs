@@ -10,6 +10,10 @@
 //!   against that shift (`relative_delta`, `moved_relative`): the keys that changed differently
 //!   from the rest.
 //! - Which fingerprint and method fields changed (every field, compared as JSON).
+//! - Per op kind, the speed-up old/new (median over its common keys), and with different thread
+//!   counts the threads efficiency (speed-up ÷ thread ratio): tables of two configurations of
+//!   one device (`tunas profile --threads 1,2 --cluster big,little`, or f32 against i8: keys
+//!   are matched by layer, whatever their precision) compare kind by kind.
 //! - The predicted change of T(α) for the reference architectures of a space and its median
 //!   architecture, using each table as a [`MeasuredTable`], like with like: raw Σ of medians
 //!   with raw Σ always, and corrected with corrected when both tables carry a correction, each
@@ -19,7 +23,7 @@ use std::collections::BTreeSet;
 use std::io::{self, Write};
 
 use latency_tables::stats::quantile;
-use latency_tables::{Entry, LatencyTable};
+use latency_tables::{Entry, LatencyTable, OpKey, OpKind};
 use serde::Serialize;
 
 use super::{field_changes, relative_spread, FieldChange};
@@ -162,10 +166,59 @@ impl KeyDiff {
     }
 }
 
+/// The entry of `new` for the layer of `key` (in `new`'s precision: an f32 and an i8 table
+/// compare layer by layer).
+fn counterpart<'a>(new: &'a LatencyTable, key: &OpKey) -> Option<&'a Entry> {
+    new.get(&key.clone().with_precision(new.precision()))
+}
+
+/// One op kind's speed-up between two tables.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KindSpeedup {
+    /// The kind's tag (`ib`, `sep`, …).
+    pub kind: String,
+    /// Common keys of the kind.
+    pub keys: usize,
+    /// Median over those keys of old / new (2 = the new table's keys run twice as fast).
+    pub speedup: f64,
+    /// With different thread counts: speed-up ÷ (new threads / old threads).
+    pub threads_efficiency: Option<f64>,
+}
+
+/// Per op kind, the median speed-up old/new over the common keys, with the threads efficiency
+/// when the two tables' thread counts differ.
+pub fn kind_speedups(old: &LatencyTable, new: &LatencyTable) -> Vec<KindSpeedup> {
+    let (t_old, t_new) = (old.method.threads.max(1), new.method.threads.max(1));
+    OpKind::ALL
+        .into_iter()
+        .filter_map(|kind| {
+            let mut ratios: Vec<f64> = old
+                .entries()
+                .filter(|e| e.key.kind == kind && e.median > 0.0)
+                .filter_map(|e| counterpart(new, &e.key).map(|n| e.median / n.median))
+                .filter(|r| r.is_finite())
+                .collect();
+            if ratios.is_empty() {
+                return None;
+            }
+            ratios.sort_by(f64::total_cmp);
+            let speedup = quantile(&ratios, 0.5);
+            let threads_efficiency =
+                (t_old != t_new).then(|| speedup / (f64::from(t_new) / f64::from(t_old)));
+            Some(KindSpeedup {
+                kind: kind.tag().to_string(),
+                keys: ratios.len(),
+                speedup,
+                threads_efficiency,
+            })
+        })
+        .collect()
+}
+
 /// Compares the entries of two tables key by key, and as a whole.
 pub fn diff_keys(old: &LatencyTable, new: &LatencyTable) -> KeyDiff {
     let common: Vec<(&Entry, &Entry)> =
-        old.entries().filter_map(|e| new.get(&e.key).map(|n| (e, n))).collect();
+        old.entries().filter_map(|e| counterpart(new, &e.key).map(|n| (e, n))).collect();
     let ratios: Vec<f64> = common
         .iter()
         .filter(|(o, n)| o.median > 0.0 && n.median > 0.0)
@@ -185,10 +238,16 @@ pub fn diff_keys(old: &LatencyTable, new: &LatencyTable) -> KeyDiff {
             unchanged += 1;
         }
     }
-    let only_in_old =
-        old.entries().filter(|e| new.get(&e.key).is_none()).map(|e| e.key.to_string()).collect();
-    let only_in_new =
-        new.entries().filter(|e| old.get(&e.key).is_none()).map(|e| e.key.to_string()).collect();
+    let only_in_old = old
+        .entries()
+        .filter(|e| counterpart(new, &e.key).is_none())
+        .map(|e| e.key.to_string())
+        .collect();
+    let only_in_new = new
+        .entries()
+        .filter(|e| counterpart(old, &e.key).is_none())
+        .map(|e| e.key.to_string())
+        .collect();
     moved.sort_by(|a, b| b.delta.abs().total_cmp(&a.delta.abs()).then_with(|| a.key.cmp(&b.key)));
     moved_relative.sort_by(|a, b| {
         b.relative_delta.abs().total_cmp(&a.relative_delta.abs()).then_with(|| a.key.cmp(&b.key))
@@ -286,8 +345,8 @@ pub fn covers(
     resolution: u32,
 ) -> Result<bool, SpaceError> {
     for (_, arch) in space_architectures(space)? {
-        let net = space.resolve(&arch, resolution).network;
-        if net.layers.iter().any(|k| old.get(k).is_none() || new.get(k).is_none()) {
+        let net = space.resolve(&arch, resolution).with_precision(new.precision()).network;
+        if net.layers.iter().any(|k| counterpart(old, k).is_none() || new.get(k).is_none()) {
             return Ok(false);
         }
     }
@@ -361,6 +420,8 @@ pub struct TableDiff {
     pub correction: Option<FieldChange>,
     /// The per-key comparison.
     pub keys: KeyDiff,
+    /// Per op kind, the speed-up old/new.
+    pub kinds: Vec<KindSpeedup>,
     /// The resolution of the predictions.
     pub resolution: u32,
     /// The spaces predicted (given, or every space both tables cover).
@@ -406,6 +467,7 @@ pub fn diff_tables(
         method: field_changes(&old.method, &new.method),
         correction,
         keys: diff_keys(old, new),
+        kinds: kind_speedups(old, new),
         resolution,
         spaces: spaces.iter().map(|s| s.name.to_string()).collect(),
         predictions,
@@ -489,6 +551,24 @@ impl TableDiff {
             k.only_in_old.len(),
             k.only_in_new.len()
         )?;
+        if !self.kinds.is_empty() {
+            let eff = self.kinds.iter().any(|k| k.threads_efficiency.is_some());
+            writeln!(out, "per kind (speed-up = old / new, median over the kind's common keys):")?;
+            writeln!(
+                out,
+                "  {:<5}  {:>5}  {:>9}{}",
+                "kind",
+                "keys",
+                "speed-up",
+                if eff { "  threads efficiency" } else { "" }
+            )?;
+            for k in &self.kinds {
+                let e = k
+                    .threads_efficiency
+                    .map_or(String::new(), |e| format!("  {:>17.0}%", 100.0 * e));
+                writeln!(out, "  {:<5}  {:>5}  {:>8.2}×{e}", k.kind, k.keys, k.speedup)?;
+            }
+        }
         let title = format!(
             "moved keys (|Δ| ≥ max({:.0}%, {NOISE_FACTOR} × relative spread)):",
             100.0 * MIN_THRESHOLD

@@ -70,6 +70,9 @@ pub struct Summary {
     pub fingerprint: Fingerprint,
     /// How it was measured.
     pub method: Method,
+    /// The configuration: engine threads, CPUs and the keys' precision, in one line
+    /// (`threads 2 on cpus 4,5,6,7, i8 keys`).
+    pub configuration: String,
     /// Counts.
     pub counts: Counts,
     /// The affine correction, if any.
@@ -80,6 +83,14 @@ pub struct Summary {
     pub slowest: Vec<SlowKey>,
     /// Every failure.
     pub failures: Vec<Failure>,
+}
+
+/// What a table's configuration is: engine threads, the CPUs pinned to, the keys' precision.
+pub fn configuration(table: &LatencyTable) -> String {
+    let fp = &table.fingerprint;
+    let cpus: Vec<String> = fp.affinity.iter().map(u32::to_string).collect();
+    let on = if cpus.is_empty() { "any CPU".to_string() } else { format!("cpus {}", cpus.join(",")) };
+    format!("threads {} on {on}, {} keys", fp.threads.max(1), table.precision())
 }
 
 fn median_of(mut v: Vec<f64>) -> Option<f64> {
@@ -112,6 +123,7 @@ impl Summary {
             created: table.created.clone(),
             fingerprint: table.fingerprint.clone(),
             method: table.method.clone(),
+            configuration: configuration(table),
             counts: Counts {
                 entries: table.len(),
                 predicted: table.predicted_len(),
@@ -154,6 +166,7 @@ impl Summary {
         writeln!(out, "file:        {}", self.file)?;
         writeln!(out, "description: {}", opt(&self.description))?;
         writeln!(out, "created:     {}", opt(&self.created))?;
+        writeln!(out, "config:      {}", self.configuration)?;
         writeln!(out, "device:")?;
         writeln!(out, "  cpu model: {}", opt(&fp.cpu_model))?;
         writeln!(out, "  target:    {}", opt(&fp.target))?;

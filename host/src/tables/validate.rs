@@ -159,7 +159,7 @@ pub fn predict_us(
     arch: &Architecture,
     resolution: u32,
 ) -> Result<f64> {
-    let net = space.resolve(arch, resolution).network;
+    let net = space.resolve(arch, resolution).with_precision(table.precision()).network;
     let mut missing = Vec::new();
     let mut sum = 0.0;
     for key in &net.layers {
