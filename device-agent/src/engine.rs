@@ -12,6 +12,9 @@ pub trait Runnable {
     fn run(&mut self) -> Result<()>;
     /// Runs on `input` (row-major f32 of the input shape) and returns the first output.
     fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>>;
+    /// Runs on `input`; the smallest and largest value of every output, in the model's output
+    /// order (int8 calibration: see `latency_tables::onnx::calibration_model`).
+    fn ranges(&mut self, input: &[f32]) -> Result<Vec<(f32, f32)>>;
 }
 
 /// An inference engine.
@@ -64,6 +67,13 @@ impl Runnable for FakeRunnable {
     fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>> {
         self.run()?;
         Ok(input.to_vec())
+    }
+
+    fn ranges(&mut self, input: &[f32]) -> Result<Vec<(f32, f32)>> {
+        let out = self.infer(input)?;
+        Ok(vec![out.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })])
     }
 }
 

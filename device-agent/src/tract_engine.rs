@@ -18,6 +18,18 @@ struct TractRunnable {
     input: TValue,
 }
 
+impl TractRunnable {
+    /// Every output of one run on `input` (f32 values, cast to the model's input type).
+    fn outputs(&mut self, input: &[f32]) -> Result<TVec<TValue>> {
+        let shape: Vec<usize> = self.input.shape().to_vec();
+        let tensor = Tensor::from_shape(&shape, input)
+            .context("input does not fit the model's input shape")?
+            .cast_to_dt(self.input.datum_type())?
+            .into_owned();
+        Ok(self.state.run(tvec![tensor.into_tvalue()])?)
+    }
+}
+
 impl AgentRunnable for TractRunnable {
     fn run(&mut self) -> Result<()> {
         let out = self.state.run(tvec![self.input.clone()])?;
@@ -26,15 +38,23 @@ impl AgentRunnable for TractRunnable {
     }
 
     fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>> {
-        let shape: Vec<usize> = self.input.shape().to_vec();
-        let tensor = Tensor::from_shape(&shape, input)
-            .context("input does not fit the model's input shape")?
-            .cast_to_dt(self.input.datum_type())?
-            .into_owned();
-        let out = self.state.run(tvec![tensor.into_tvalue()])?;
+        let out = self.outputs(input)?;
         let out = out[0].cast_to::<f32>()?;
         let view = out.to_plain_array_view::<f32>()?;
         Ok(view.iter().copied().collect())
+    }
+
+    fn ranges(&mut self, input: &[f32]) -> Result<Vec<(f32, f32)>> {
+        self.outputs(input)?
+            .iter()
+            .map(|o| {
+                let o = o.cast_to::<f32>()?;
+                let view = o.to_plain_array_view::<f32>()?;
+                Ok(view.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                    (lo.min(v), hi.max(v))
+                }))
+            })
+            .collect()
     }
 }
 

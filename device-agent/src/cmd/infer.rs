@@ -1,4 +1,5 @@
-//! `device-agent infer`: an ONNX model run on raw f32 inputs (for comparisons).
+//! `device-agent infer`: an ONNX model run on raw f32 inputs (for comparisons), or the range of
+//! every output over them (int8 calibration).
 
 use std::path::PathBuf;
 
@@ -15,9 +16,13 @@ pub struct Cmd {
     /// Raw little-endian f32 input of the model's input shape.
     #[arg(long)]
     pub input: PathBuf,
-    /// Where to write the raw little-endian f32 output.
+    /// Where to write the raw little-endian f32 output; with --ranges, the JSON list of
+    /// `[min, max]` of every output of the model, in its output order, over all inputs.
     #[arg(long)]
     pub output: PathBuf,
+    /// Write each output's range instead of the first output's values (int8 calibration).
+    #[arg(long)]
+    pub ranges: bool,
     /// The input holds this many inputs back to back; each is run and the outputs are
     /// written back to back.
     #[arg(long, default_value_t = 1,
@@ -52,8 +57,25 @@ impl Cmd {
         let mut r = engine
             .prepare(&bytes, None, 0)
             .with_context(|| format!("loading {}", self.model.display()))?;
+        let inputs = input.chunks_exact(input.len() / self.count);
+        if self.ranges {
+            let mut all: Vec<(f32, f32)> = Vec::new();
+            for (i, one) in inputs.enumerate() {
+                let got = r.ranges(one).with_context(|| format!("input {i}"))?;
+                if all.is_empty() {
+                    all = got;
+                } else {
+                    for (a, g) in all.iter_mut().zip(got) {
+                        *a = (a.0.min(g.0), a.1.max(g.1));
+                    }
+                }
+            }
+            let text = serde_json::to_string(&all)?;
+            return std::fs::write(&self.output, text)
+                .with_context(|| format!("writing {}", self.output.display()));
+        }
         let mut out = Vec::new();
-        for (i, one) in input.chunks_exact(input.len() / self.count).enumerate() {
+        for (i, one) in inputs.enumerate() {
             out.extend(r.infer(one).with_context(|| format!("input {i}"))?);
         }
         let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();

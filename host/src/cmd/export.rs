@@ -1,5 +1,6 @@
 //! `tunas export`: a trained network as ONNX, checked against Candle.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -9,7 +10,12 @@ use clap::Args;
 use crate::data::{Batcher, Dataset};
 use crate::runs::{load_latency, read_json, write_atomic, DEPLOYMENT_RESOLUTION};
 use crate::space::SearchSpace;
-use crate::train::export::{compare_keys, export_onnx, ExportCheck, ExportReport, TractCheck};
+use crate::train::export::{
+    calibration_onnx, compare_keys, export_onnx, export_onnx_i8, ExportCheck, ExportReport,
+    TractCheck,
+};
+use crate::train::StandaloneNet;
+use latency_tables::Precision;
 use crate::train::{load_network, TrainConfig};
 
 /// Arguments of `tunas export`.
@@ -47,9 +53,17 @@ pub struct Cmd {
     /// `scripts/check_export.py`).
     #[arg(long, default_value_t = 100, value_parser = super::values::images())]
     check_images: usize,
-    /// The device agent that runs the tract check [default: `device-agent` next to `tunas`].
+    /// The device agent that runs the tract check (and the int8 calibration) [default:
+    /// `device-agent` next to `tunas`].
     #[arg(long)]
     agent: Option<PathBuf>,
+    /// The exported model's number format: f32, or i8 (QLinearConv, activation ranges
+    /// calibrated in tract on --calibration-images training images; its keys end in /i8).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// Training images the int8 activation ranges are calibrated on.
+    #[arg(long, default_value_t = 300, value_parser = super::values::images())]
+    calibration_images: usize,
 }
 
 fn write_f32(path: &Path, v: &[f32]) -> Result<()> {
@@ -71,15 +85,75 @@ pub fn logit_scale(logits: &[f32]) -> f64 {
     logits.iter().fold(1f64, |m, v| m.max(f64::from(v.abs())))
 }
 
+/// The index of a row's largest value (the first, on ties).
+fn argmax(r: &[f32]) -> usize {
+    r.iter().enumerate().fold(0, |best, (i, &v)| if v > r[best] { i } else { best })
+}
+
 /// Max |a − b| and the number of rows whose argmax differs.
 pub fn agreement(a: &[f32], b: &[f32], classes: usize) -> (f64, usize) {
     let max = a.iter().zip(b).fold(0f64, |m, (x, y)| m.max(f64::from((x - y).abs())));
-    let argmax = |r: &[f32]| {
-        r.iter().enumerate().fold(0, |best, (i, &v)| if v > r[best] { i } else { best })
-    };
     let differ =
         a.chunks(classes).zip(b.chunks(classes)).filter(|(x, y)| argmax(x) != argmax(y)).count();
     (max, differ)
+}
+
+/// Runs `agent infer MODEL` on the `count` inputs in `input` (raw f32) into `output`; `ranges`:
+/// each output's range (JSON) instead of the first output's values.
+fn agent_infer(
+    agent: &Path,
+    model: &Path,
+    input: &Path,
+    count: usize,
+    output: &Path,
+    ranges: bool,
+) -> Result<()> {
+    let mut cmd = Command::new(agent);
+    cmd.arg("infer").arg(model).arg("--input").arg(input).arg("--output").arg(output);
+    cmd.arg("--count").arg(count.to_string());
+    if ranges {
+        cmd.arg("--ranges");
+    }
+    let o = cmd.output().with_context(|| format!("running {}", agent.display()))?;
+    if !o.status.success() {
+        bail!("{} infer failed: {}", agent.display(), String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(())
+}
+
+/// The activation ranges of `net` by float tensor name, over `images` (raw f32 in `dir`):
+/// its calibration model run in tract, and the images' own range for the input.
+fn calibrate(
+    net: &StandaloneNet,
+    agent: &Path,
+    dir: &Path,
+    images: &[f32],
+    count: usize,
+) -> Result<BTreeMap<String, (f32, f32)>> {
+    let (bytes, names) = calibration_onnx(net)?;
+    let model = dir.join("calibration.onnx");
+    std::fs::write(&model, bytes).with_context(|| format!("writing {}", model.display()))?;
+    let input = dir.join("calibration.f32");
+    write_f32(&input, images)?;
+    let out = dir.join("calibration.ranges.json");
+    agent_infer(agent, &model, &input, count, &out, true)?;
+    let ranges: Vec<(f32, f32)> = read_json(&out)?;
+    if ranges.len() != names.len() {
+        bail!("{}: {} ranges for {} outputs", out.display(), ranges.len(), names.len());
+    }
+    let mut by_name: BTreeMap<String, (f32, f32)> = names.into_iter().zip(ranges).collect();
+    let input_range = images
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    by_name.insert(latency_tables::onnx::INPUT_NAME.to_string(), input_range);
+    Ok(by_name)
+}
+
+/// The share of rows of `logits` whose argmax is the label.
+fn top1_accuracy(logits: &[f32], labels: &[u32], classes: usize) -> f64 {
+    let right =
+        logits.chunks(classes).zip(labels).filter(|(r, &l)| argmax(r) == l as usize).count();
+    right as f64 / labels.len().max(1) as f64
 }
 
 impl Cmd {
@@ -115,7 +189,31 @@ impl Cmd {
         }
         let (cfg, weights) = self.source()?;
         let (net, splits, batcher) = load_network(&cfg, &weights)?;
-        let (bytes, proxy) = export_onnx(&net)?;
+        let check = self.out.with_extension("check");
+        std::fs::create_dir_all(&check).with_context(|| format!("creating {}", check.display()))?;
+        let agent = self.agent.clone().or_else(|| {
+            let p = std::env::current_exe().ok()?.parent()?.join("device-agent");
+            p.exists().then_some(p)
+        });
+        let (bytes, proxy, calibration_images) = match self.precision {
+            Precision::F32 => {
+                let (bytes, proxy) = export_onnx(&net)?;
+                (bytes, proxy, None)
+            }
+            Precision::I8 => {
+                let Some(agent) = &agent else {
+                    bail!("--precision i8 calibrates in tract: build device-agent next to tunas, or give --agent")
+                };
+                let n = self.calibration_images.min(splits.train.len());
+                let idx: Vec<usize> = (0..n).collect();
+                let dev = candle_core::Device::Cpu;
+                let (x, _) = Batcher::batch(&batcher, &splits.train, &idx, None, &dev)?;
+                let images = x.flatten_all()?.to_vec1::<f32>()?;
+                let ranges = calibrate(&net, agent, &check, &images, n)?;
+                let (bytes, proxy) = export_onnx_i8(&net, ranges)?;
+                (bytes, proxy, Some(n))
+            }
+        };
         std::fs::write(&self.out, &bytes)
             .with_context(|| format!("writing {}", self.out.display()))?;
 
@@ -124,15 +222,14 @@ impl Cmd {
         let arch = space.parse_arch(&cfg.arch)?;
         let latency = self.latency.clone().unwrap_or_else(|| cfg.latency.clone());
         let model = load_latency(&latency, &space)?;
-        let deployment = space.resolve(&arch, DEPLOYMENT_RESOLUTION).network;
+        let deployment =
+            space.resolve(&arch, DEPLOYMENT_RESOLUTION).with_precision(self.precision).network;
         let g = net.geometry().clone();
         let key_mismatches = compare_keys(&proxy, &deployment, &|c| g.channels(c));
         let mut failed = !key_mismatches.is_empty();
 
         // Candle's logits on the first test images.
         let n = self.check_images.min(splits.test.len());
-        let check = self.out.with_extension("check");
-        std::fs::create_dir_all(&check).with_context(|| format!("creating {}", check.display()))?;
         let idx: Vec<usize> = (0..n).collect();
         let (x, y) = Batcher::batch(&batcher, &splits.test, &idx, None, &candle_core::Device::Cpu)?;
         let logits = net.forward_eval(&x)?;
@@ -144,42 +241,26 @@ impl Cmd {
         let candle_acc = crate::supernet::accuracy(&logits, &y)?;
 
         // tract, through the device agent.
-        let agent = self.agent.clone().or_else(|| {
-            let p = std::env::current_exe().ok()?.parent()?.join("device-agent");
-            p.exists().then_some(p)
-        });
         let tract = match agent {
             Some(agent) => {
                 let out = check.join("tract.f32");
-                let o = Command::new(&agent)
-                    .arg("infer")
-                    .arg(&self.out)
-                    .arg("--input")
-                    .arg(check.join("input.f32"))
-                    .arg("--output")
-                    .arg(&out)
-                    .arg("--count")
-                    .arg(n.to_string())
-                    .output()
-                    .with_context(|| format!("running {}", agent.display()))?;
-                if !o.status.success() {
-                    bail!(
-                        "{} infer failed: {}",
-                        agent.display(),
-                        String::from_utf8_lossy(&o.stderr)
-                    );
-                }
+                agent_infer(&agent, &self.out, &check.join("input.f32"), n, &out, false)?;
                 let t = read_f32(&out)?;
                 if t.len() != candle.len() {
                     bail!("tract gave {} values, Candle {}", t.len(), candle.len());
                 }
                 let (max, differ) = agreement(&t, &candle, classes);
                 let scale = logit_scale(&candle);
-                failed |= max > TOLERANCE * scale || differ > 0;
+                // An int8 model differs from the float one by design: its accuracy is reported
+                // (and its agreement with onnxruntime checked by scripts/check_export.py).
+                if self.precision == Precision::F32 {
+                    failed |= max > TOLERANCE * scale || differ > 0;
+                }
                 Some(TractCheck {
                     max_abs_diff: max,
                     logit_scale: scale,
                     top1_differs: differ,
+                    accuracy: top1_accuracy(&t, &labels, classes),
                     agent,
                 })
             }
@@ -206,6 +287,8 @@ impl Cmd {
                 candle_logits: check.join("candle.f32"),
                 labels,
                 candle_accuracy: candle_acc,
+                precision: self.precision,
+                calibration_images,
                 tract,
             },
         };

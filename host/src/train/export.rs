@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
-use latency_tables::onnx::{encode, network_model, GivenWeights};
-use latency_tables::{Network, OpKind};
+use latency_tables::onnx::{calibration_model, encode, network_model, GivenWeights};
+use latency_tables::{Network, OpKind, Precision};
 
 use super::net::{fold, StandaloneNet};
 use crate::supernet::PlainLayer;
@@ -68,8 +68,35 @@ pub fn onnx_weights(net: &StandaloneNet, index: &[usize]) -> Result<BTreeMap<Str
 
 /// The ONNX model (encoded) of a trained network and its op keys.
 pub fn export_onnx(net: &StandaloneNet) -> Result<(Vec<u8>, Network)> {
+    export_with(net, Precision::F32, BTreeMap::new())
+}
+
+/// The int8 model (encoded) of a trained network and its (`/i8`) op keys, its activations
+/// quantised over `ranges` (by float tensor name, from [`calibration_onnx`]).
+pub fn export_onnx_i8(
+    net: &StandaloneNet,
+    ranges: BTreeMap<String, (f32, f32)>,
+) -> Result<(Vec<u8>, Network)> {
+    export_with(net, Precision::I8, ranges)
+}
+
+/// The calibration model of a trained network (its float graph with every activation also an
+/// output: [`calibration_model`]) and the names of its outputs, in order.
+pub fn calibration_onnx(net: &StandaloneNet) -> Result<(Vec<u8>, Vec<String>)> {
     let (network, index) = plain_network(net.layers(), net.geometry().input_hw)?;
-    let mut given = GivenWeights::new(onnx_weights(net, &index)?);
+    let model = calibration_model(&network, &mut GivenWeights::new(onnx_weights(net, &index)?))?;
+    let names = model.graph.as_ref().map(|g| g.output.iter().map(|o| o.name.clone()).collect());
+    Ok((encode(&model), names.unwrap_or_default()))
+}
+
+fn export_with(
+    net: &StandaloneNet,
+    precision: Precision,
+    ranges: BTreeMap<String, (f32, f32)>,
+) -> Result<(Vec<u8>, Network)> {
+    let (network, index) = plain_network(net.layers(), net.geometry().input_hw)?;
+    let network = network.with_precision(precision);
+    let mut given = GivenWeights::new(onnx_weights(net, &index)?).with_ranges(ranges);
     let model = network_model(&network, &mut given)?;
     let unused = given.unused();
     if !unused.is_empty() {
@@ -158,8 +185,15 @@ pub struct ExportCheck {
     pub candle_logits: std::path::PathBuf,
     /// Their labels.
     pub labels: Vec<u32>,
-    /// Candle's top-1 accuracy on them.
+    /// Candle's top-1 accuracy on them (the float network).
     pub candle_accuracy: f64,
+    /// The exported model's number format (`f32`, or `i8`: compared with Candle's float
+    /// logits for its accuracy, not within a tolerance).
+    #[serde(default)]
+    pub precision: Precision,
+    /// With `i8`: training images the activation ranges were calibrated on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_images: Option<usize>,
     /// tract's agreement, when a device agent ran it.
     pub tract: Option<TractCheck>,
 }
@@ -174,6 +208,9 @@ pub struct TractCheck {
     pub logit_scale: f64,
     /// Images whose top-1 differs.
     pub top1_differs: usize,
+    /// tract's top-1 accuracy on the check images (an int8 model's own accuracy).
+    #[serde(default)]
+    pub accuracy: f64,
     /// The agent that ran tract.
     pub agent: std::path::PathBuf,
 }
@@ -182,8 +219,9 @@ impl ExportReport {
     /// The one-line summary for people.
     pub fn summary(&self) -> String {
         format!(
-            "export: {} ({} layers, {} bytes); op keys {}; tract {}",
+            "export: {} ({} {} layers, {} bytes); op keys {}; tract {}",
             self.model.display(),
+            self.check.precision,
             self.exported_keys.len(),
             self.bytes,
             if self.key_mismatches.is_empty() {
@@ -194,8 +232,12 @@ impl ExportReport {
             match &self.check.tract {
                 None => "not checked".to_string(),
                 Some(t) => format!(
-                    "max |Δ| {:.2e}, top-1 differs on {} of {}",
-                    t.max_abs_diff, t.top1_differs, self.check.images
+                    "max |Δ| {:.2e} from Candle's float logits, top-1 differs on {} of {} (accuracy {:.1}%, Candle's {:.1}%)",
+                    t.max_abs_diff,
+                    t.top1_differs,
+                    self.check.images,
+                    100.0 * t.accuracy,
+                    100.0 * self.check.candle_accuracy
                 ),
             }
         )
@@ -226,10 +268,13 @@ mod tests {
                 candle_logits: "c.f32".into(),
                 labels: vec![1, 2],
                 candle_accuracy: 0.5,
+                precision: Precision::F32,
+                calibration_images: None,
                 tract: Some(TractCheck {
                     max_abs_diff: 1e-6,
                     logit_scale: 3.0,
                     top1_differs: 0,
+                    accuracy: 0.5,
                     agent: "device-agent".into(),
                 }),
             },
