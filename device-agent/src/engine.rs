@@ -13,8 +13,16 @@ pub trait Runnable {
     /// Runs on `input` (row-major f32 of the input shape) and returns the first output.
     fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>>;
     /// Runs on `input`; the smallest and largest value of every output, in the model's output
-    /// order (int8 calibration: see `latency_tables::onnx::calibration_model`).
-    fn ranges(&mut self, input: &[f32]) -> Result<Vec<(f32, f32)>>;
+    /// order (int8 calibration: see `latency_tables::onnx::calibration_model`). The default
+    /// knows only the first output ([`Runnable::infer`]'s); engines of several outputs override.
+    fn ranges(&mut self, input: &[f32]) -> Result<Vec<(f32, f32)>> {
+        Ok(vec![range(&self.infer(input)?)])
+    }
+}
+
+/// The smallest and largest of `values` (`(+∞, −∞)` when empty).
+pub fn range(values: &[f32]) -> (f32, f32) {
+    values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
 }
 
 /// An inference engine.
@@ -67,13 +75,6 @@ impl Runnable for FakeRunnable {
     fn infer(&mut self, input: &[f32]) -> Result<Vec<f32>> {
         self.run()?;
         Ok(input.to_vec())
-    }
-
-    fn ranges(&mut self, input: &[f32]) -> Result<Vec<(f32, f32)>> {
-        let out = self.infer(input)?;
-        Ok(vec![out.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        })])
     }
 }
 

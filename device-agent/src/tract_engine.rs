@@ -50,9 +50,7 @@ impl AgentRunnable for TractRunnable {
             .map(|o| {
                 let o = o.cast_to::<f32>()?;
                 let view = o.to_plain_array_view::<f32>()?;
-                Ok(view.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                    (lo.min(v), hi.max(v))
-                }))
+                Ok(crate::engine::range(view.as_slice().context("a non-contiguous output")?))
             })
             .collect()
     }
@@ -98,5 +96,94 @@ impl Engine for TractEngine {
         };
         let input = input.into_tvalue();
         Ok(Box::new(TractRunnable { state, input }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::engine::Engine;
+    use latency_tables::onnx::{self, Role, SeededWeights, WeightSource};
+    use latency_tables::BuildError;
+    use latency_tables::{Network, OpKey, Precision};
+
+    /// Seeded weights with calibrated activation ranges.
+    struct Calibrated {
+        weights: SeededWeights,
+        ranges: BTreeMap<String, (f32, f32)>,
+    }
+
+    impl WeightSource for Calibrated {
+        fn tensor(
+            &mut self,
+            name: &str,
+            shape: &[usize],
+            role: Role,
+        ) -> Result<Vec<f32>, BuildError> {
+            self.weights.tensor(name, shape, role)
+        }
+
+        fn activation_range(&mut self, name: &str) -> Option<(f32, f32)> {
+            self.ranges.get(name).copied()
+        }
+    }
+
+    fn run(model: &[u8], input: &[f32]) -> Vec<f32> {
+        TractEngine.prepare(model, None, 0).unwrap().infer(input).unwrap()
+    }
+
+    /// `layer` followed by pooling and a 10-class classifier; the float logits and the int8
+    /// logits (default ranges, then ranges calibrated on `input` itself).
+    fn logits(layer: &str, input: &[f32]) -> [Vec<f32>; 3] {
+        let key: OpKey = layer.parse().unwrap();
+        let (h, w, c) = key.output_shape();
+        let net = Network::new(vec![key, OpKey::pool(h, w, c), OpKey::classifier(c, 10)]);
+        let float = run(&onnx::network_bytes(&net, 3).unwrap(), input);
+        let int8 = net.clone().with_precision(Precision::I8);
+        let default = run(&onnx::network_bytes(&int8, 3).unwrap(), input);
+        let cal = onnx::calibration_model(&net, &mut SeededWeights::new(3)).unwrap();
+        let names: Vec<String> = cal.graph.output.iter().map(|o| o.name.clone()).collect();
+        let mut r = TractEngine.prepare(&onnx::encode(&cal), None, 0).unwrap();
+        let mut ranges: BTreeMap<String, (f32, f32)> =
+            names.into_iter().zip(r.ranges(input).unwrap()).collect();
+        ranges.insert(onnx::INPUT_NAME.into(), crate::engine::range(input));
+        let mut source = Calibrated { weights: SeededWeights::new(3), ranges };
+        let calibrated =
+            run(&onnx::encode(&onnx::network_model(&int8, &mut source).unwrap()), input);
+        [float, default, calibrated]
+    }
+
+    fn relative_error(a: &[f32], b: &[f32]) -> f32 {
+        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "all-zero logits");
+        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    }
+
+    #[test]
+    fn int8_layers_compute_what_their_float_layers_do() {
+        for layer in [
+            "stem/32x32x3/o16/k3/s2/relu",
+            "stem/32x32x3/o16/k3/s2/hswish",
+            "sep/16x16x16/o16/k3/s1/relu/res",
+            "ib/16x16x16/o24/k5/s2/e48/se0/relu",
+            "ib/8x8x24/o24/k3/s1/e72/se16/hswish/res",
+            "ib/8x8x24/o24/k3/s1/e72/se16/relu",
+            "head/8x8x24/o64/relu",
+        ] {
+            let key: OpKey = layer.parse().unwrap();
+            let n = (key.h * key.w * key.cin) as usize;
+            let input = SeededWeights::new(9).uniform(n, 1.0);
+            let [float, default, calibrated] = logits(layer, &input);
+            let (d, c) = (relative_error(&float, &default), relative_error(&float, &calibrated));
+            eprintln!(
+                "{layer}: int8 vs f32 logits, largest error {:.2}% (default ranges), {:.2}% (calibrated)",
+                100.0 * d,
+                100.0 * c
+            );
+            assert!(c < 0.05, "{layer}: calibrated int8 is {c} off (relative)");
+            assert!(d < 0.25, "{layer}: int8 with default ranges is {d} off (relative)");
+        }
     }
 }

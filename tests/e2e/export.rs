@@ -71,3 +71,66 @@ fn an_exported_network_gives_candles_logits_in_tract_and_onnxruntime() {
         assert!(!ok, "a 0.01 difference passed: {out}");
     }
 }
+
+#[test]
+fn an_int8_export_is_calibrated_and_gives_the_same_top1_in_tract_and_onnxruntime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("train");
+    let (ok, _, err) = run(tests::command("tunas").args([
+        "train",
+        "--space",
+        "proxylessnas",
+        "--arch",
+        "proxylessnas-mobile",
+        "--steps",
+        "40",
+        "--batch-size",
+        "16",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    assert!(ok, "{err}");
+    let model = tmp.path().join("i8.onnx");
+    let (ok, out, err) = run(tests::command("tunas").args([
+        "export",
+        "--run",
+        dir.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+        "--precision",
+        "i8",
+        "--calibration-images",
+        "64",
+    ]));
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["check"]["precision"], "i8");
+    assert_eq!(report["check"]["calibration_images"], 64);
+    assert!(report["exported_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k.as_str().unwrap().ends_with("/i8")));
+    assert_eq!(report["key_mismatches"].as_array().unwrap().len(), 0, "{report}");
+    let tract = &report["check"]["tract"];
+    // Calibrated int8 stays near the float network: within 10 points of its accuracy.
+    let (acc, float) =
+        (tract["accuracy"].as_f64().unwrap(), report["check"]["candle_accuracy"].as_f64().unwrap());
+    assert!(acc >= float - 0.10, "int8 accuracy {acc} against float {float}");
+
+    let script = tests::workspace_root().join("scripts/check_export.py");
+    let (ok, out, err) = run(Command::new(tests::python()).arg(&script).arg(&model));
+    assert!(ok, "{out}\n{err}");
+    let ort: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((ort["reference"].as_str(), ort["top1_differs"].as_u64()), (Some("tract"), Some(0)));
+
+    // The check can fail: tract's logits moved by a tenth of their scale are caught.
+    let tract_logits = model.with_extension("check").join("tract.f32");
+    let mut bytes = std::fs::read(&tract_logits).unwrap();
+    let scale = ort["logit_scale"].as_f64().unwrap() as f32;
+    let v = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) + 0.1 * scale;
+    bytes[..4].copy_from_slice(&v.to_le_bytes());
+    std::fs::write(&tract_logits, bytes).unwrap();
+    let (ok, out, _) = run(Command::new(tests::python()).arg(&script).arg(&model));
+    assert!(!ok, "a 10% difference passed: {out}");
+}

@@ -412,3 +412,35 @@ fn costmodel_fit_eval_and_use_over_a_real_agent() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("fitted at 64×64"));
 }
+
+#[test]
+fn int8_keys_at_one_and_two_threads_make_one_table_per_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("q.json");
+    let o = tunas()
+        .args(["profile", "--space", "proxylessnas", "--arch", "proxylessnas-mobile"])
+        .args(["--resolution", "64", "--precision", "i8", "--threads", "1,2"])
+        .args(["--device", "local", "--out"])
+        .arg(&out)
+        .args(QUICK)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.exists(), "several configurations write one table each, not OUT itself");
+    for threads in [1, 2] {
+        let path = dir.path().join(format!("q.t{threads}.json"));
+        let t = LatencyTable::load(&path).unwrap();
+        assert_eq!((t.method.threads, t.fingerprint.threads), (threads, threads));
+        assert_eq!(t.precision(), latency_tables::Precision::I8);
+        assert!(t.failures().next().is_none(), "{:?}", t.failures().collect::<Vec<_>>());
+        assert!(t.entries().all(|e| e.key.to_string().ends_with("/i8") && e.median > 0.0));
+    }
+    let o = tunas()
+        .args(["tables", "diff"])
+        .arg(dir.path().join("q.t1.json"))
+        .arg(dir.path().join("q.t2.json"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("threads efficiency") && text.contains("  ib "), "{text}");
+}

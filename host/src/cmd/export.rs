@@ -15,8 +15,8 @@ use crate::train::export::{
     TractCheck,
 };
 use crate::train::StandaloneNet;
-use latency_tables::Precision;
 use crate::train::{load_network, TrainConfig};
+use latency_tables::Precision;
 
 /// Arguments of `tunas export`.
 #[derive(Debug, Args)]

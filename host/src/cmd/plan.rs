@@ -33,7 +33,8 @@ impl Cmd {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
         let space = SearchSpace::by_name(&self.space)?;
-        let keys = space.plan(self.resolution).into_iter().map(|k| k.with_precision(self.precision));
+        let keys =
+            space.plan(self.resolution).into_iter().map(|k| k.with_precision(self.precision));
         let plan = Plan::new(Some(space.name.to_string()), Some(self.resolution), keys);
         let mut by_kind = String::new();
         for kind in OpKind::ALL {

@@ -134,8 +134,7 @@ impl Cmd {
             );
         }
         if self.check_predicted > 0 {
-            let c =
-                crate::profile::check_predicted(out, self.check_predicted, devices, opts)?;
+            let c = crate::profile::check_predicted(out, self.check_predicted, devices, opts)?;
             log::info!(
                 "tunas: predicted vs measured on {} predicted keys ({}): median |error| {:.1}%, 90th percentile {:.1}%, RMSPE {:.1}%",
                 c.keys,
@@ -164,7 +163,8 @@ impl Cmd {
                 .iter()
                 .map(|s| Ok(Arc::new(s.placed(config)?) as Arc<dyn Link>))
                 .collect::<Result<Vec<_>>>()?;
-            let out = if configs.len() == 1 { self.out.clone() } else { config.table_path(&self.out) };
+            let out =
+                if configs.len() == 1 { self.out.clone() } else { config.table_path(&self.out) };
             let method = Method { threads: config.threads.unwrap_or(1), ..self.method.clone() };
             if configs.len() > 1 {
                 log::info!("tunas: configuration {} → {}", config.tag(), out.display());

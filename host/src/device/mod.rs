@@ -320,7 +320,10 @@ mod tests {
             .unwrap()
             .placed(c)
             .unwrap();
-        assert_eq!(exec.describe(), "exec:adb shell /d/device-agent serve --stdio --threads 2 --cluster big");
+        assert_eq!(
+            exec.describe(),
+            "exec:adb shell /d/device-agent serve --stdio --threads 2 --cluster big"
+        );
         let err = TransportSpec::parse("tcp:127.0.0.1:7000", None)
             .unwrap()
             .placed(c)

@@ -115,6 +115,30 @@ mod tests {
     }
 
     #[test]
+    fn an_int8_table_prices_the_int8_keys_of_an_architecture() {
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let arch = space.parse_arch("proxylessnas-mobile").unwrap();
+        let mut table = LatencyTable::new(Fingerprint::default(), Method::default());
+        for key in space.resolve(&arch, 224).network.layers {
+            let key = key.with_precision(latency_tables::Precision::I8);
+            let stats = LatencyStats::from_samples(&[2.0 * fake_us(&key)]).unwrap();
+            table.insert(Entry::new(key, stats, 0.0, false));
+        }
+        let expected_ms: f64 =
+            space.resolve(&arch, 224).network.layers.iter().map(|k| 2.0 * fake_us(k)).sum::<f64>()
+                / 1e3;
+        let model = MeasuredTable::new(table, "i8.json", space.clone(), 224);
+        assert_eq!(model.precision(), latency_tables::Precision::I8);
+        let b = model.breakdown(&arch).unwrap();
+        assert!((b.total_ms - expected_ms).abs() < 1e-9);
+        assert!(b.rows.iter().all(|r| r.key.as_deref().is_none_or(|k| k.ends_with("/i8"))));
+        // A float table prices the float keys.
+        let f32 = MeasuredTable::new(table_for(&space, &arch, 0), "f32.json", space, 224);
+        assert_eq!(f32.precision(), latency_tables::Precision::F32);
+        assert!(f32.latency_ms(&arch).is_ok());
+    }
+
+    #[test]
     fn missing_keys_are_all_listed_never_zero() {
         let space = SearchSpace::by_name("proxylessnas").unwrap();
         let arch = space.parse_arch("proxylessnas-mobile").unwrap();

@@ -677,6 +677,50 @@ mod tests {
     }
 
     #[test]
+    fn configurations_compare_kind_by_kind_and_precisions_layer_by_layer() {
+        let old = table(&[
+            ("ib/56x56x32/o32/k3/s1/e96/se0/relu", 1000.0, 0.01),
+            ("ib/28x28x32/o32/k3/s1/e96/se0/relu", 400.0, 0.01),
+            ("sep/56x56x32/o16/k3/s1/relu", 300.0, 0.01),
+        ]);
+        // Two threads: bottlenecks 1.6× faster, the separable conv not at all.
+        let mut two = table(&[
+            ("ib/56x56x32/o32/k3/s1/e96/se0/relu", 625.0, 0.01),
+            ("ib/28x28x32/o32/k3/s1/e96/se0/relu", 250.0, 0.01),
+            ("sep/56x56x32/o16/k3/s1/relu", 300.0, 0.01),
+        ]);
+        two.method.threads = 2;
+        let kinds = kind_speedups(&old, &two);
+        let ib = kinds.iter().find(|k| k.kind == "ib").unwrap();
+        assert_eq!(ib.keys, 2);
+        assert!((ib.speedup - 1.6).abs() < 1e-12);
+        assert!((ib.threads_efficiency.unwrap() - 0.8).abs() < 1e-12);
+        let sep = kinds.iter().find(|k| k.kind == "sep").unwrap();
+        assert!((sep.speedup - 1.0).abs() < 1e-12 && sep.threads_efficiency == Some(0.5));
+        // An int8 table of the same layers: matched by layer, no threads efficiency.
+        let i8 = table(&[
+            ("ib/56x56x32/o32/k3/s1/e96/se0/relu/i8", 4000.0, 0.01),
+            ("sep/56x56x32/o16/k3/s1/relu/i8", 150.0, 0.01),
+        ]);
+        let kinds = kind_speedups(&old, &i8);
+        assert_eq!(kinds.len(), 2);
+        assert!((kinds.iter().find(|k| k.kind == "ib").unwrap().speedup - 0.25).abs() < 1e-12);
+        assert!(kinds.iter().all(|k| k.threads_efficiency.is_none()));
+        let d = diff_keys(&old, &i8);
+        assert_eq!((d.common(), d.only_in_old.len(), d.only_in_new.len()), (2, 1, 0));
+        let text = {
+            let mut out = Vec::new();
+            let diff = diff_tables((&old, "f32.json"), (&two, "t2.json"), None, 224).unwrap();
+            diff.write_text(&mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(
+            text.contains("threads efficiency") && text.contains("1.60×") && text.contains("80%"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn key_diff_sorts_moves_and_counts_the_rest() {
         let old = table(&[
             ("pool/7x7x1280", 100.0, 0.0),

@@ -89,7 +89,8 @@ pub struct Summary {
 pub fn configuration(table: &LatencyTable) -> String {
     let fp = &table.fingerprint;
     let cpus: Vec<String> = fp.affinity.iter().map(u32::to_string).collect();
-    let on = if cpus.is_empty() { "any CPU".to_string() } else { format!("cpus {}", cpus.join(",")) };
+    let on =
+        if cpus.is_empty() { "any CPU".to_string() } else { format!("cpus {}", cpus.join(",")) };
     format!("threads {} on {on}, {} keys", fp.threads.max(1), table.precision())
 }
 

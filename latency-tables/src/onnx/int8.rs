@@ -311,3 +311,179 @@ pub fn calibration_model(
     }
     Ok(model)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::onnx::{op_model, Role, SeededWeights};
+    use crate::op_key::Precision;
+
+    fn i8_key(text: &str) -> OpKey {
+        text.parse::<OpKey>().unwrap().with_precision(Precision::I8)
+    }
+
+    #[test]
+    fn ranges_always_hold_zero_exactly() {
+        assert_eq!(QParams::from_range(0.0, 6.0), QParams { scale: 6.0 / 255.0, zero_point: 0 });
+        let p = QParams::from_range(-1.0, 1.0);
+        assert!((127..=128).contains(&p.zero_point), "{p:?}");
+        assert!((p.scale - 2.0 / 255.0).abs() < 1e-9);
+        // A range above zero is widened down to it; an empty one gets a unit step.
+        assert_eq!(QParams::from_range(2.0, 4.0).zero_point, 0);
+        assert_eq!(QParams::from_range(0.0, 0.0), QParams { scale: 1.0 / 255.0, zero_point: 0 });
+        assert_eq!(QParams::from_range(-3.0, -1.0).zero_point, 255);
+    }
+
+    #[test]
+    fn kernels_quantise_within_half_a_step() {
+        let w = SeededWeights::new(4).uniform(300, 0.7);
+        let (q, scale) = quantize_kernel(&w);
+        assert!(q.iter().any(|&v| v.abs() == 127), "the largest weight uses the full range");
+        for (v, q) in w.iter().zip(&q) {
+            assert!((v - f32::from(*q) * scale).abs() <= scale / 2.0 + 1e-7);
+        }
+        assert_eq!(quantize_kernel(&[0.0, 0.0]), (vec![0, 0], 1.0));
+    }
+
+    #[test]
+    fn an_int8_bottleneck_is_integer_convolutions_with_float_islands() {
+        let model = op_model(
+            &i8_key("ib/14x14x80/o80/k5/s1/e480/se120/hswish/res"),
+            &mut SeededWeights::new(1),
+        )
+        .unwrap();
+        let g = model.graph.as_ref().unwrap();
+        let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "QLinearConv",
+                "DequantizeLinear",
+                "HardSwish",
+                "QuantizeLinear", // expand
+                "QLinearConv",
+                "DequantizeLinear",
+                "HardSwish",
+                "QuantizeLinear", // depthwise
+                "DequantizeLinear",
+                "GlobalAveragePool",
+                "QuantizeLinear", // SE squeeze
+                "QLinearConv",
+                "QLinearConv",
+                "DequantizeLinear",
+                "Sigmoid",
+                "Mul", // SE gate
+                "QuantizeLinear",
+                "QLinearConv", // projection
+                "DequantizeLinear",
+                "DequantizeLinear",
+                "Add",
+                "QuantizeLinear", // residual
+            ]
+        );
+        let elem = |v: &onnx_protobuf::ValueInfoProto| match &v.type_.value {
+            Some(onnx_protobuf::type_proto::Value::TensorType(t)) => t.elem_type,
+            _ => -1,
+        };
+        // An op key takes and gives uint8; the depthwise convolution keeps its groups.
+        assert_eq!(elem(&g.input[0]), DataType::UINT8 as i32);
+        assert_eq!(elem(&g.output[0]), DataType::UINT8 as i32);
+        let dw = g.node.iter().filter(|n| n.op_type == "QLinearConv").nth(1).unwrap();
+        assert_eq!(dw.attribute.iter().find(|a| a.name == "group").unwrap().i, 480);
+        // The weights are int8 with one scale, the biases int32.
+        let w = g.initializer.iter().find(|t| t.name == "l0.dw.weight_q").unwrap();
+        assert_eq!((w.data_type, w.dims.clone()), (DataType::INT8 as i32, vec![480, 1, 5, 5]));
+        let s = g.initializer.iter().find(|t| t.name == "l0.dw.weight_scale").unwrap();
+        assert!(s.dims.is_empty());
+        let b = g.initializer.iter().find(|t| t.name == "l0.dw.bias_q").unwrap();
+        assert_eq!(b.data_type, DataType::INT32 as i32);
+    }
+
+    #[test]
+    fn a_relu_is_fused_and_a_network_takes_float_and_gives_float_logits() {
+        let net = Network::new(vec![
+            i8_key("stem/32x32x3/o16/k3/s2/relu"),
+            i8_key("pool/16x16x16"),
+            i8_key("fc/1x1x16/o10"),
+        ]);
+        let model = network_model(&net, &mut SeededWeights::new(2)).unwrap();
+        let g = model.graph.as_ref().unwrap();
+        let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "QuantizeLinear",
+                "QLinearConv", // the input, the stem with its ReLU
+                "DequantizeLinear",
+                "GlobalAveragePool",
+                "QuantizeLinear",
+                "QLinearConv",
+                "DequantizeLinear",
+                "Flatten",
+            ]
+        );
+        let zero = g.initializer.iter().find(|t| t.name == "l0.relu_1.q_zero").unwrap();
+        assert_eq!(
+            zero.raw_data,
+            vec![0],
+            "a ReLU output's zero point is 0: the clamp is the ReLU"
+        );
+        assert_eq!(g.output[0].name, OUTPUT_NAME);
+    }
+
+    #[test]
+    fn a_network_mixing_precisions_is_refused_by_layer() {
+        let net = Network::new(vec![
+            "stem/32x32x3/o16/k3/s2/relu".parse().unwrap(),
+            i8_key("pool/16x16x16"),
+        ]);
+        let err = network_model(&net, &mut SeededWeights::new(0)).unwrap_err().to_string();
+        assert!(err.contains("layer 1 (pool/16x16x16/i8) is i8") && err.contains("f32"), "{err}");
+    }
+
+    /// Records the tensor names whose range an int8 build asks for.
+    struct Asked(BTreeSet<String>, SeededWeights);
+
+    impl WeightSource for Asked {
+        fn tensor(
+            &mut self,
+            name: &str,
+            shape: &[usize],
+            role: Role,
+        ) -> Result<Vec<f32>, BuildError> {
+            self.1.tensor(name, shape, role)
+        }
+
+        fn activation_range(&mut self, name: &str) -> Option<(f32, f32)> {
+            self.0.insert(name.to_string());
+            None
+        }
+    }
+
+    #[test]
+    fn the_calibration_model_outputs_every_tensor_the_int8_build_asks_a_range_for() {
+        let net = Network::new(vec![
+            i8_key("stem/32x32x3/o16/k3/s2/hswish"),
+            i8_key("sep/16x16x16/o16/k3/s1/relu/res"),
+            i8_key("ib/16x16x16/o24/k5/s2/e72/se16/hswish"),
+            i8_key("head/8x8x24/o64/relu"),
+            i8_key("pool/8x8x64"),
+            i8_key("fc/1x1x64/o10"),
+        ]);
+        let mut asked = Asked(BTreeSet::new(), SeededWeights::new(0));
+        network_model(&net, &mut asked).unwrap();
+        let cal = calibration_model(&net, &mut SeededWeights::new(0)).unwrap();
+        let g = cal.graph.as_ref().unwrap();
+        assert!(
+            g.node.iter().all(|n| !n.op_type.starts_with("Q")),
+            "the calibration model is float"
+        );
+        let outputs: BTreeSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
+        let missing: Vec<&String> =
+            asked.0.iter().filter(|n| *n != INPUT_NAME && !outputs.contains(*n)).collect();
+        assert!(missing.is_empty(), "ranges asked for but not calibrated: {missing:?}");
+        assert!(asked.0.len() > 10, "{:?}", asked.0);
+    }
+}
