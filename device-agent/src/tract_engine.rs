@@ -26,7 +26,7 @@ impl TractRunnable {
             .context("input does not fit the model's input shape")?
             .cast_to_dt(self.input.datum_type())?
             .into_owned();
-        Ok(self.state.run(tvec![tensor.into_tvalue()])?)
+        self.state.run(tvec![tensor.into_tvalue()])
     }
 }
 

@@ -138,7 +138,9 @@ mod tests {
 
     #[test]
     fn bad_configurations_are_named() {
-        let cases: [(&[u32], &[&str], &[&str], &str); 5] = [
+        /// Threads, clusters, CPU lists, and what the error must say.
+        type Case<'a> = (&'a [u32], &'a [&'a str], &'a [&'a str], &'a str);
+        let cases: [Case; 5] = [
             (&[1], &["big"], &["0-3"], "not both"),
             (&[], &["big;rm"], &[], "\"big;rm\""),
             (&[], &[], &["0-3 &"], "\"0-3 &\""),

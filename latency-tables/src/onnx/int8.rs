@@ -16,7 +16,8 @@
 use onnx_protobuf::{tensor_proto::DataType, ModelProto};
 
 use super::{
-    int, network_model, value_info, ConvShape, GraphBuilder, WeightSource, INPUT_NAME, OUTPUT_NAME,
+    int, network_model, value_info, ConvShape, ConvWeights, GraphBuilder, WeightSource, INPUT_NAME,
+    OUTPUT_NAME,
 };
 use crate::error::BuildError;
 use crate::network::Network;
@@ -167,7 +168,7 @@ impl GraphBuilder<'_> {
         c: ConvShape,
         act: Activation,
     ) -> Result<QTensor, BuildError> {
-        let (wshape, weight, bias) = self.conv_weights(name, &c)?;
+        let ConvWeights { shape: wshape, weight, bias } = self.conv_weights(name, &c)?;
         let cout = c.cout as usize;
         let (wq, wscale) = quantize_kernel(&weight);
         let acc_scale = f64::from(x.params.scale) * f64::from(wscale);

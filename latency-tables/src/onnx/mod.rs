@@ -282,6 +282,14 @@ fn int(name: &str, value: i64) -> AttributeProto {
     a
 }
 
+/// A convolution's float weights from the weight source.
+struct ConvWeights {
+    /// The kernel's shape `[cout, cin / group, k, k]`.
+    shape: Vec<usize>,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
 /// One convolution's geometry: input size, channels, kernel, stride and groups.
 #[derive(Debug, Clone, Copy)]
 struct ConvShape {
@@ -401,11 +409,7 @@ impl GraphBuilder<'_> {
 
     /// A convolution's weight and bias (folded BN) from the weight source: the kernel
     /// `[cout, cin / group, k, k]` and the bias `[cout]`.
-    fn conv_weights(
-        &mut self,
-        name: &str,
-        c: &ConvShape,
-    ) -> Result<(Vec<usize>, Vec<f32>, Vec<f32>), BuildError> {
+    fn conv_weights(&mut self, name: &str, c: &ConvShape) -> Result<ConvWeights, BuildError> {
         let (cin, cout, k, group) =
             (c.cin as usize, c.cout as usize, c.kernel as usize, c.group as usize);
         let wshape = vec![cout, cin / group, k, k];
@@ -415,14 +419,14 @@ impl GraphBuilder<'_> {
             Role::Kernel { fan_in: cin / group * k * k },
         )?;
         let bias = self.weights.tensor(&format!("{name}.bias"), &[cout], Role::Bias)?;
-        Ok((wshape, weight, bias))
+        Ok(ConvWeights { shape: wshape, weight, bias })
     }
 
     /// A convolution with folded BN (weight + bias), TF "SAME" padding.
     fn conv(&mut self, name: &str, x: &str, c: ConvShape) -> Result<String, BuildError> {
-        let (wshape, weight, bias) = self.conv_weights(name, &c)?;
-        let weight = self.initializer(&format!("{name}.weight"), &wshape, weight);
-        let bias = self.initializer(&format!("{name}.bias"), &[c.cout as usize], bias);
+        let w = self.conv_weights(name, &c)?;
+        let weight = self.initializer(&format!("{name}.weight"), &w.shape, w.weight);
+        let bias = self.initializer(&format!("{name}.bias"), &[c.cout as usize], w.bias);
         let out = format!("{name}.out");
         Ok(self.node("Conv", &[x, &weight, &bias], out, c.attributes()))
     }
