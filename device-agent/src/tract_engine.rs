@@ -105,30 +105,8 @@ mod tests {
 
     use super::*;
     use crate::engine::Engine;
-    use latency_tables::onnx::{self, Role, SeededWeights, WeightSource};
-    use latency_tables::BuildError;
+    use latency_tables::onnx::{self, SeededWeights};
     use latency_tables::{Network, OpKey, Precision};
-
-    /// Seeded weights with calibrated activation ranges.
-    struct Calibrated {
-        weights: SeededWeights,
-        ranges: BTreeMap<String, (f32, f32)>,
-    }
-
-    impl WeightSource for Calibrated {
-        fn tensor(
-            &mut self,
-            name: &str,
-            shape: &[usize],
-            role: Role,
-        ) -> Result<Vec<f32>, BuildError> {
-            self.weights.tensor(name, shape, role)
-        }
-
-        fn activation_range(&mut self, name: &str) -> Option<(f32, f32)> {
-            self.ranges.get(name).copied()
-        }
-    }
 
     fn run(model: &[u8], input: &[f32]) -> Vec<f32> {
         TractEngine.prepare(model, None, 0).unwrap().infer(input).unwrap()
@@ -149,7 +127,7 @@ mod tests {
         let mut ranges: BTreeMap<String, (f32, f32)> =
             names.into_iter().zip(r.ranges(input).unwrap()).collect();
         ranges.insert(onnx::INPUT_NAME.into(), crate::engine::range(input));
-        let mut source = Calibrated { weights: SeededWeights::new(3), ranges };
+        let mut source = SeededWeights::new(3).with_ranges(ranges);
         let calibrated =
             run(&onnx::encode(&onnx::network_model(&int8, &mut source).unwrap()), input);
         [float, default, calibrated]

@@ -12,31 +12,41 @@ fn run(cmd: &mut Command) -> (bool, String, String) {
     )
 }
 
+/// Trains `arch` of `space` for `steps` steps at batch 16 and width ×0.25 into `dir`.
+fn train(dir: &std::path::Path, space: &str, arch: &str, steps: &str) {
+    let (ok, _, err) = run(tests::command("tunas").args([
+        "train",
+        "--space",
+        space,
+        "--arch",
+        arch,
+        "--steps",
+        steps,
+        "--batch-size",
+        "16",
+        "--width-multiplier",
+        "0.25",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    assert!(ok, "{err}");
+}
+
 /// The largest MobileNetV3-Like architecture: SE and h-swish everywhere they can be.
 const V3_MAX: &str = "1:2:0:3:2:5:1:2:5:1:0:2:5:1:0:2:5:1:0:3:2:5:1:2:5:1:0:2:5:1:0:2:5:1:0:5:2:5:1:2:5:1:0:2:5:1:0:2:5:1:0:6:2:5:1:2:5:1:0:2:5:1:0:2:5:1:0:6:2:5:1:2:5:1:0:2:5:1:0:2:5:1:0:6:6:6";
 
 #[test]
 fn an_exported_network_gives_candles_logits_in_tract_and_onnxruntime() {
     let tmp = tempfile::tempdir().unwrap();
-    let train = tmp.path().join("train");
+    let train_dir = tmp.path().join("train");
     for space in ["proxylessnas", "mobilenet-v3-like"] {
-        let dir = train.join(space);
-        let (ok, _, err) = run(tests::command("tunas").args([
-            "train",
-            "--space",
+        let dir = train_dir.join(space);
+        train(
+            &dir,
             space,
-            "--arch",
             if space == "proxylessnas" { "proxylessnas-mobile" } else { V3_MAX },
-            "--steps",
             "6",
-            "--batch-size",
-            "16",
-            "--width-multiplier",
-            "0.25",
-            "--out",
-            dir.to_str().unwrap(),
-        ]));
-        assert!(ok, "{err}");
+        );
         let model = tmp.path().join(format!("{space}.onnx"));
         let (ok, out, err) = run(tests::command("tunas").args([
             "export",
@@ -76,20 +86,7 @@ fn an_exported_network_gives_candles_logits_in_tract_and_onnxruntime() {
 fn an_int8_export_is_calibrated_and_gives_the_same_top1_in_tract_and_onnxruntime() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("train");
-    let (ok, _, err) = run(tests::command("tunas").args([
-        "train",
-        "--space",
-        "proxylessnas",
-        "--arch",
-        "proxylessnas-mobile",
-        "--steps",
-        "40",
-        "--batch-size",
-        "16",
-        "--out",
-        dir.to_str().unwrap(),
-    ]));
-    assert!(ok, "{err}");
+    train(&dir, "proxylessnas", "proxylessnas-mobile", "40");
     let model = tmp.path().join("i8.onnx");
     let (ok, out, err) = run(tests::command("tunas").args([
         "export",

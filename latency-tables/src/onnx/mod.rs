@@ -66,12 +66,18 @@ pub trait WeightSource {
 #[derive(Debug, Clone)]
 pub struct SeededWeights {
     state: u64,
+    ranges: BTreeMap<String, (f32, f32)>,
 }
 
 impl SeededWeights {
     /// A weight source for `seed`.
     pub fn new(seed: u64) -> Self {
-        SeededWeights { state: seed ^ 0x9E37_79B9_7F4A_7C15 }
+        SeededWeights { state: seed ^ 0x9E37_79B9_7F4A_7C15, ranges: BTreeMap::new() }
+    }
+
+    /// With calibrated activation ranges by float tensor name (see [`calibration_model`]).
+    pub fn with_ranges(self, ranges: BTreeMap<String, (f32, f32)>) -> Self {
+        SeededWeights { ranges, ..self }
     }
 
     /// The next raw value of the stream (SplitMix64); tests use it as their seeded generator.
@@ -103,6 +109,10 @@ impl WeightSource for SeededWeights {
             Role::Bias => 0.1,
         };
         Ok(self.uniform(n, bound))
+    }
+
+    fn activation_range(&mut self, name: &str) -> Option<(f32, f32)> {
+        self.ranges.get(name).copied()
     }
 }
 
