@@ -42,12 +42,12 @@ impl Cmd {
             by_kind.push_str(&format!(" {}={n}", kind.tag()));
         }
         log::info!(
-            "{}: {} distinct {} op keys at {}x{} ({})",
+            "{}: {} distinct op keys at {}x{}, {} ({})",
             space.name,
             plan.count,
+            self.resolution,
+            self.resolution,
             self.precision,
-            self.resolution,
-            self.resolution,
             by_kind.trim()
         );
         match &self.out {
