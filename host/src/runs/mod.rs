@@ -125,12 +125,17 @@ pub fn load_latency(latency: &str, space: &SearchSpace) -> Result<Box<dyn Latenc
     })?;
     let have: std::collections::BTreeSet<String> =
         table.entries().map(|e| e.key.to_string()).collect();
+    // In the table's precision: an int8 table covers the space's int8 keys.
+    let precision = table.precision();
     let plan = space.plan(DEPLOYMENT_RESOLUTION);
-    let missing: Vec<String> =
-        plan.iter().map(|k| k.to_string()).filter(|k| !have.contains(k)).collect();
+    let missing: Vec<String> = plan
+        .iter()
+        .map(|k| k.clone().with_precision(precision).to_string())
+        .filter(|k| !have.contains(k))
+        .collect();
     if !missing.is_empty() {
         bail!(
-            "{latency}: the table lacks {} of the {} op keys of {} at {DEPLOYMENT_RESOLUTION}×{DEPLOYMENT_RESOLUTION} (first: {}); profile them with `tunas profile --space {}`",
+            "{latency}: the table lacks {} of the {} {precision} op keys of {} at {DEPLOYMENT_RESOLUTION}×{DEPLOYMENT_RESOLUTION} (first: {}); profile them with `tunas profile --space {} --precision {precision}`",
             missing.len(),
             plan.len(),
             space.name,
@@ -145,6 +150,30 @@ pub fn load_latency(latency: &str, space: &SearchSpace) -> Result<Box<dyn Latenc
 mod tests {
     use super::*;
     use crate::latency::CostModel;
+
+    #[test]
+    fn an_int8_table_covers_the_space_in_int8() {
+        use latency_tables::{Entry, Fingerprint, LatencyStats, LatencyTable, Method, Precision};
+        let space = SearchSpace::by_name("proxylessnas").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let table = |skip: usize| {
+            let mut t = LatencyTable::new(Fingerprint::default(), Method::default());
+            for key in space.plan(DEPLOYMENT_RESOLUTION).into_iter().skip(skip) {
+                let stats = LatencyStats::from_samples(&[100.0]).unwrap();
+                t.insert(Entry::new(key.with_precision(Precision::I8), stats, 0.0, false));
+            }
+            let path = dir.path().join(format!("i8-{skip}.json"));
+            t.save(&path).unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        let model = load_latency(&table(0), &space).unwrap();
+        assert_eq!(model.precision(), Precision::I8);
+        let err = load_latency(&table(1), &space).err().unwrap().to_string();
+        assert!(
+            err.contains("lacks 1 of the 73 i8 op keys") && err.contains("--precision i8"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_run_takes_a_fitted_cost_model_file_as_its_latency_model() {
