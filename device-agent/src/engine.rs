@@ -16,13 +16,8 @@ pub trait Runnable {
     /// order (int8 calibration: see `latency_tables::onnx::calibration_model`). The default
     /// knows only the first output ([`Runnable::infer`]'s); engines of several outputs override.
     fn ranges(&mut self, input: &[f32]) -> Result<Vec<(f32, f32)>> {
-        Ok(vec![range(&self.infer(input)?)])
+        Ok(vec![latency_tables::onnx::value_range(&self.infer(input)?)])
     }
-}
-
-/// The smallest and largest of `values` (`(+∞, −∞)` when empty).
-pub fn range(values: &[f32]) -> (f32, f32) {
-    values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
 }
 
 /// An inference engine.

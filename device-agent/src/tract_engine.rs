@@ -50,7 +50,8 @@ impl AgentRunnable for TractRunnable {
             .map(|o| {
                 let o = o.cast_to::<f32>()?;
                 let view = o.to_plain_array_view::<f32>()?;
-                Ok(crate::engine::range(view.as_slice().context("a non-contiguous output")?))
+                let values = view.as_slice().context("a non-contiguous output")?;
+                Ok(latency_tables::onnx::value_range(values))
             })
             .collect()
     }
@@ -126,7 +127,7 @@ mod tests {
         let mut r = TractEngine.prepare(&onnx::encode(&cal), None, 0).unwrap();
         let mut ranges: BTreeMap<String, (f32, f32)> =
             names.into_iter().zip(r.ranges(input).unwrap()).collect();
-        ranges.insert(onnx::INPUT_NAME.into(), crate::engine::range(input));
+        ranges.insert(onnx::INPUT_NAME.into(), onnx::value_range(input));
         let mut source = SeededWeights::new(3).with_ranges(ranges);
         let calibrated =
             run(&onnx::encode(&onnx::network_model(&int8, &mut source).unwrap()), input);

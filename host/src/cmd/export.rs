@@ -142,9 +142,7 @@ fn calibrate(
         bail!("{}: {} ranges for {} outputs", out.display(), ranges.len(), names.len());
     }
     let mut by_name: BTreeMap<String, (f32, f32)> = names.into_iter().zip(ranges).collect();
-    let input_range = images
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let input_range = latency_tables::onnx::value_range(images);
     by_name.insert(latency_tables::onnx::INPUT_NAME.to_string(), input_range);
     Ok(by_name)
 }

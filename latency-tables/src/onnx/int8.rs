@@ -44,6 +44,12 @@ impl QParams {
     }
 }
 
+/// The smallest and largest of `values` (`(+∞, −∞)` when empty): an activation's calibrated
+/// range, as the agent records it and the host reads the input's.
+pub fn value_range(values: &[f32]) -> (f32, f32) {
+    values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
 /// Default ranges of the tensors an int8 graph quantises, by what produces them.
 const RANGE_INPUT: (f32, f32) = (-1.0, 1.0);
 const RANGE_LINEAR: (f32, f32) = (-4.0, 4.0);

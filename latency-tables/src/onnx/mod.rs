@@ -25,7 +25,7 @@ use crate::op_key::{same_padding, Activation, OpKey, OpKind, Precision};
 
 pub mod int8;
 
-pub use int8::{calibration_model, QParams};
+pub use int8::{calibration_model, value_range, QParams};
 
 /// The ONNX opset of every model we build (`HardSwish` needs ≥ 14).
 pub const OPSET: i64 = 14;
