@@ -4,15 +4,18 @@
 //! summary with the medians and peak RSS.
 //!
 //! `cargo bench -p host --bench supernet -- [--batch 64] [--steps 5] [--archs 4] [--width 0.25]
-//!  [--space proxylessnas] [--dump spec.json] [--masked 1]`; `scripts/bench/supernet.sh` runs both frameworks.
+//!  [--space proxylessnas] [--dump spec.json] [--masked 1] [--device cpu|cuda] [--candle-kernels 1]`;
+//! `scripts/bench/supernet.sh` runs both frameworks.
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use host::rng::Rng;
 use host::search::{decision_infos, Controller};
 use host::space::SearchSpace;
-use host::supernet::{smoothed_cross_entropy, ProxyGeometry, RmsProp, Supernet};
+use host::supernet::{
+    ops, smoothed_cross_entropy, ComputeDevice, ProxyGeometry, RmsProp, Supernet,
+};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -43,6 +46,14 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `--candle-kernels 1`: Candle's own ops in place of the custom CPU ops (what a GPU runs).
+    if arg("--candle-kernels", 0u8) == 1 {
+        return ops::with_candle_kernels(run);
+    }
+    run()
+}
+
+fn run() -> anyhow::Result<()> {
     let batch: usize = arg("--batch", 64);
     let steps: usize = arg("--steps", 5);
     let archs: usize = arg("--archs", 4);
@@ -56,7 +67,13 @@ fn main() -> anyhow::Result<()> {
     let masked: bool = arg("--masked", 0u8) == 1;
     let geometry =
         ProxyGeometry { input_hw: 32, in_channels: 1, classes: 10, width_multiplier: width };
-    let dev = Device::Cpu;
+    let device: ComputeDevice = arg("--device", "cpu".to_string()).parse()?;
+    let dev = device.open()?;
+    let label = match (device, arg("--candle-kernels", 0u8)) {
+        (ComputeDevice::Cpu, 1) => "candle (candle kernels)".to_string(),
+        (ComputeDevice::Cpu, _) => "candle".to_string(),
+        (d, _) => format!("candle {d}"),
+    };
     let net = Supernet::new(&space, geometry, &mut Rng::new(1), &dev)?;
     let mut opt = RmsProp::new(net.vars())?;
     let controller = Controller::new(decision_infos(&space));
@@ -81,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     let x = Tensor::from_vec(xs, (batch, 1, 32, 32), &dev)?;
     let y = Tensor::from_vec((0..batch as u32).map(|i| i % 10).collect::<Vec<_>>(), batch, &dev)?;
     eprintln!(
-        "candle supernet: {} at width ×{width}, {} weights, batch {batch}, {archs} architectures × {steps} timed steps (+1 warm-up)",
+        "{label} supernet: {} at width ×{width}, {} weights, batch {batch}, {archs} architectures × {steps} timed steps (+1 warm-up)",
         space.name,
         net.num_weights()
     );
@@ -127,13 +144,13 @@ fn main() -> anyhow::Result<()> {
         }
         let (m, f, e) =
             (median(&mut times.clone()), median(&mut fwd.clone()), median(&mut eval.clone()));
-        println!("| candle | {batch} | {a} | {m:.1} | {f:.1} | {e:.1} |");
+        println!("| {label} | {batch} | {a} | {m:.1} | {f:.1} | {e:.1} |");
         all.extend(times);
         fwd_all.extend(fwd);
         eval_all.extend(eval);
     }
     println!(
-        "| candle | {batch} | all | {:.1} | {:.1} | {:.1} |\n\npeak RSS: {:.0} MB",
+        "| {label} | {batch} | all | {:.1} | {:.1} | {:.1} |\n\npeak RSS: {:.0} MB",
         median(&mut all),
         median(&mut fwd_all),
         median(&mut eval_all),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Supernet training-step time, Candle vs PyTorch, on the same sampled architectures.
 #
-#   scripts/bench/supernet.sh [--steps N] [--archs K] [--width "0.25 0.5"] [--batch "32 64 128"] [--threads T] [--masked]
+#   scripts/bench/supernet.sh [--steps N] [--archs K] [--width "0.25 0.5"] [--batch "32 64 128"] [--threads T] [--masked] [--device cpu|cuda]
 #
 # For every width and batch: runs the Candle bench (`cargo bench -p host --bench supernet`),
 # which dumps the supernet spec and the architectures it sampled, then the PyTorch twin
@@ -11,6 +11,7 @@
 # PyTorch. PYTHON=/path/to/python chooses the interpreter (default python3). Both time the
 # plain network sliced to the selected widths (what the search runs for one-hot selections);
 # --masked times the masked formulation (every layer at its largest width) in both instead.
+# --device cuda runs both on the GPU (the Candle bench built with --features cuda).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -20,10 +21,11 @@ WIDTHS="0.25 0.5"
 BATCHES="32 64 128"
 THREADS=2
 MASKED=0
+DEVICE=cpu
 PY=${PYTHON:-python3}
 
 usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "$0"
+    sed -n '2,14s/^# \{0,1\}//p' "$0"
     exit "${1:-0}"
 }
 
@@ -35,6 +37,7 @@ while [[ $# -gt 0 ]]; do
         --batch) BATCHES=${2:?--batch needs a value}; shift 2 ;;
         --threads) THREADS=${2:?--threads needs a value}; shift 2 ;;
         --masked) MASKED=1; shift ;;
+        --device) DEVICE=${2:?--device needs a value}; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "supernet.sh: unknown argument $1" >&2; usage 2 >&2 ;;
     esac
@@ -57,18 +60,21 @@ summary() { awk -F'|' '$4 ~ /^ *all *$/ { gsub(/ /, "", $5); gsub(/ /, "", $6); 
 rss() { awk '/^peak RSS:/ { print $3 }' "$1"; }
 ips() { awk -v b="$1" -v ms="$2" 'BEGIN { printf "%.0f", b / ms * 1000 }'; }
 
+features=()
+[[ $DEVICE == cpu ]] || features=(--features cuda)
 rows=()
 for w in $WIDTHS; do
     for b in $BATCHES; do
         echo "== width $w, batch $b: candle ==" >&2
-        RAYON_NUM_THREADS=$THREADS cargo bench -q -p host --bench supernet -- \
+        RAYON_NUM_THREADS=$THREADS cargo bench -q -p host "${features[@]}" --bench supernet -- \
             --batch "$b" --steps "$STEPS" --archs "$ARCHS" --width "$w" --dump "$tmp/spec.json" --masked "$MASKED" \
+            --device "$DEVICE" \
             | tee "$tmp/candle.md"
         echo "== width $w, batch $b: pytorch ==" >&2
         torch_mode=()
         [[ $MASKED == 1 ]] && torch_mode=(--masked)
         "$PY" scripts/bench/supernet_torch.py --spec "$tmp/spec.json" --batch "$b" --steps "$STEPS" "${torch_mode[@]}" \
-            --threads "$THREADS" | tee "$tmp/torch.md"
+            --threads "$THREADS" --device "$DEVICE" | tee "$tmp/torch.md"
         c_step='' c_fwd='' c_eval='' t_step='' t_fwd='' t_eval=''
         read -r c_step c_fwd c_eval < <(summary "$tmp/candle.md") || true
         read -r t_step t_fwd t_eval < <(summary "$tmp/torch.md") || true

@@ -434,8 +434,13 @@ def main():
         help="time the masked formulation (every layer at its largest width) instead of the plain "
         "network sliced to the selected widths (what the Candle supernet runs for one-hot selections)",
     )
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the twin of the Candle bench's --device)")
     args = ap.parse_args()
 
+    dev = torch.device(args.device)
+    torch.set_default_device(dev)
+    # Timings stop when the device is done, not when the work is queued.
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     torch.set_num_threads(args.threads)
     with open(args.spec) as f:
@@ -443,10 +448,10 @@ def main():
     geo = spec["geometry"]
     torch.manual_seed(1)
     net = Supernet(spec)
-    gen = torch.Generator().manual_seed(7)
+    gen = torch.Generator(device="cpu").manual_seed(7)
     hw, cin = geo["input_hw"], geo["in_channels"]
-    x = torch.randn(args.batch, cin, hw, hw, generator=gen)
-    y = torch.arange(args.batch) % spec["classifier"]["classes"]
+    x = torch.randn(args.batch, cin, hw, hw, generator=gen, device="cpu").to(dev)
+    y = torch.arange(args.batch, device=dev) % spec["classifier"]["classes"]
     archs = spec["archs"]
     if not archs:
         sys.exit("spec has no architectures (dump it with --archs > 0)")
@@ -460,7 +465,7 @@ def main():
     print(
         f"pytorch supernet: {spec.get('space', '?')} at width ×{geo.get('width_multiplier', '?')}, "
         f"{n_weights} weights, batch {args.batch}, {len(archs)} architectures × {args.steps} timed steps "
-        f"(+1 warm-up), {args.threads} threads, torch {torch.__version__} "
+        f"(+1 warm-up), {args.threads} threads, {dev}, torch {torch.__version__} "
         f"(peak RSS after import: {rss_import:.0f} MB)",
         file=sys.stderr,
     )
@@ -481,10 +486,12 @@ def main():
             t0 = time.perf_counter()
             logits, l2 = forward(x, arch)
             loss = loss_fn(logits, l2, y)
+            sync()
             tf = time.perf_counter() - t0
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
+            sync()
             t = time.perf_counter() - t0
             if not math.isfinite(loss.item()):
                 sys.exit(f"arch {a} step {s}: loss is {loss.item()}")

@@ -6,6 +6,7 @@ use clap::Args;
 
 use crate::search::SearchConfig;
 use crate::space::{Architecture, SearchSpace};
+use crate::supernet::ComputeDevice;
 use crate::train::TrainConfig;
 
 /// What a run trains and on what: the space, the latency model that prices it, the data and its
@@ -35,6 +36,10 @@ pub struct Training {
     /// of a comparison uses seed + r.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Where the networks train: `cpu` (the custom ops) or `cuda`, `cuda:N` (Candle's kernels on
+    /// GPU N; a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda[:N]")]
+    pub device: ComputeDevice,
 }
 
 impl Training {
@@ -67,6 +72,7 @@ impl Training {
             width_multiplier: self.width_multiplier,
             seed: self.seed,
             lr: crate::search::default_lr(self.batch_size),
+            device: self.device,
             ..SearchConfig::quick()
         })
     }
@@ -83,6 +89,7 @@ impl Training {
             width_multiplier: self.width_multiplier,
             seed: self.seed,
             lr: crate::train::reference_lr(self.batch_size),
+            device: self.device,
             ..TrainConfig::new(space.name, arch)
         })
     }

@@ -41,7 +41,7 @@ pub struct Cmd {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the random search in this directory.
-    #[arg(long, conflicts_with_all = ["out", "steps", "seed", "n"])]
+    #[arg(long, conflicts_with_all = ["out", "steps", "seed", "n", "device"])]
     resume: Option<PathBuf>,
 }
 

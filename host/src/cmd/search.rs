@@ -55,7 +55,7 @@ pub struct Cmd {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint (its config.json is used).
-    #[arg(long, conflicts_with_all = ["out", "space", "latency", "steps", "epochs", "seed"])]
+    #[arg(long, conflicts_with_all = ["out", "space", "latency", "steps", "epochs", "seed", "device"])]
     resume: Option<PathBuf>,
     /// At the end, measure the found architecture whole on this device (as `tunas verify`,
     /// default method) and print predicted vs measured; written to `verify.json`.

@@ -36,7 +36,7 @@ pub struct Cmd {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the training in this directory from its last checkpoint.
-    #[arg(long, conflicts_with_all = ["out", "arch", "steps", "seed"])]
+    #[arg(long, conflicts_with_all = ["out", "arch", "steps", "seed", "device"])]
     resume: Option<PathBuf>,
     /// Stop (with a checkpoint) before this step; `--resume` continues.
     #[arg(long, hide = true)]

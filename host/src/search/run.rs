@@ -26,7 +26,7 @@ use crate::runs::{
 pub use crate::runs::{Interrupt, DEPLOYMENT_RESOLUTION};
 use crate::space::{Architecture, SearchSpace};
 use crate::supernet::{
-    accuracy, cosine_lr, smoothed_cross_entropy, ProxyGeometry, RmsProp, Supernet,
+    accuracy, cosine_lr, smoothed_cross_entropy, ComputeDevice, ProxyGeometry, RmsProp, Supernet,
 };
 
 /// Everything that defines a search; written to `config.json`.
@@ -83,6 +83,9 @@ pub struct SearchConfig {
     /// The REINFORCE baseline.
     #[serde(default = "ema")]
     pub baseline: Baseline,
+    /// Where the supernet trains; absent (the CPU) in the files of CPU runs.
+    #[serde(default, skip_serializing_if = "ComputeDevice::is_cpu")]
+    pub device: ComputeDevice,
 }
 
 fn one() -> usize {
@@ -119,6 +122,7 @@ impl SearchConfig {
             rl_archs: 4,
             min_delay_steps: QUICK_MIN_DELAY,
             baseline: Baseline::LeaveOneOut,
+            device: ComputeDevice::Cpu,
         }
     }
 
@@ -184,8 +188,9 @@ pub struct SearchSetup {
 }
 
 impl SearchConfig {
-    /// The space, data split, batcher and initial supernet of this configuration (CPU).
+    /// The space, data split, batcher and initial supernet of this configuration, on its device.
     pub fn setup(&self) -> Result<SearchSetup> {
+        let device = self.device.open()?;
         let space = SearchSpace::by_name(&self.space)?;
         let splits = data::load(&self.data)?;
         let (train, val) = splits.train.split_tail(self.validation_size)?;
@@ -197,7 +202,7 @@ impl SearchConfig {
             width_multiplier: self.width_multiplier,
         };
         let mut init_rng = Rng::new(self.seed).fork("init");
-        let net = Supernet::new(&space, geometry, &mut init_rng, &Device::Cpu)?;
+        let net = Supernet::new(&space, geometry, &mut init_rng, &device)?;
         Ok(SearchSetup { space, train, val, batcher, net })
     }
 }
@@ -763,10 +768,12 @@ pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>> {
 pub fn start(cfg: SearchConfig, dir: &Path, interrupt: &Interrupt) -> Result<Outcome> {
     create_run_dir(dir, "tunas search --resume")?;
     let run = RunDir { path: dir.into() };
-    write_atomic(&run.file("config.json"), &serde_json::to_string_pretty(&cfg)?)?;
+    let config = serde_json::to_string_pretty(&cfg)?;
+    // A configuration that cannot start (data, device) leaves no config.json to resume.
     let mut session = Session::new(cfg, run)?;
+    write_atomic(&session.dir.file("config.json"), &config)?;
     log::info!(
-        "search: {} ({} decisions), supernet of {} weights at {}×{}×{}, width ×{}, {} steps of batch {}",
+        "search: {} ({} decisions), supernet of {} weights at {}×{}×{}, width ×{}, {} steps of batch {} on {}",
         session.space.name,
         session.space.len(),
         session.net.num_weights(),
@@ -775,7 +782,8 @@ pub fn start(cfg: SearchConfig, dir: &Path, interrupt: &Interrupt) -> Result<Out
         session.train.shape.0,
         session.cfg.width_multiplier,
         session.cfg.steps,
-        session.cfg.batch_size
+        session.cfg.batch_size,
+        session.cfg.device,
     );
     session.save()?;
     session.run(interrupt)
@@ -890,5 +898,25 @@ mod tests {
         assert!(e.contains("/nonexistent"), "{e}");
         let e = resume(&tmp.path().join("nothing"), &Interrupt::default()).unwrap_err();
         assert!(format!("{e:#}").contains("no config.json"), "{e:#}");
+        if !cfg!(feature = "cuda") {
+            let cfg = SearchConfig { device: ComputeDevice::Cuda(0), ..tiny(2) };
+            let e = start(cfg, &tmp.path().join("z"), &Interrupt::default()).unwrap_err();
+            assert!(format!("{e:#}").contains("built without CUDA"), "{e:#}");
+            assert!(!tmp.path().join("z/config.json").exists(), "nothing to resume is left");
+        }
+    }
+
+    #[test]
+    fn the_device_is_in_config_json_only_when_it_is_not_the_cpu() {
+        let cpu = serde_json::to_value(tiny(2)).unwrap();
+        assert!(cpu.get("device").is_none(), "CPU runs keep the old config.json");
+        let gpu = SearchConfig { device: ComputeDevice::Cuda(1), ..tiny(2) };
+        let text = serde_json::to_string(&gpu).unwrap();
+        assert!(text.contains(r#""device":"cuda:1""#), "{text}");
+        assert_eq!(serde_json::from_str::<SearchConfig>(&text).unwrap(), gpu);
+        let mut old = cpu.clone();
+        old["device"] = "tpu".into();
+        let e = serde_json::from_value::<SearchConfig>(old).unwrap_err().to_string();
+        assert!(e.contains("\"tpu\""), "{e}");
     }
 }

@@ -21,6 +21,7 @@ pub fn train_like(search: &SearchConfig) -> TrainConfig {
         width_multiplier: search.width_multiplier,
         batch_size: search.batch_size,
         lr: search.lr,
+        device: search.device,
         ..TrainConfig::new(&search.space, "")
     }
 }

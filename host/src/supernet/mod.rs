@@ -1,12 +1,14 @@
 //! The Candle side of the search: custom ops, the weight-sharing supernet, its loss and its
 //! optimiser (RMSProp with TensorFlow 1 semantics, tunas-spec §4.2).
 
+mod compute;
 mod net;
 pub mod ops;
 mod optim;
 mod plain;
 mod units;
 
+pub use compute::{ComputeDevice, OpenError, ParseComputeDeviceError};
 pub use net::{proxy_strides, Forward, ProxyGeometry, Selection, Supernet, BN_EPS};
 pub use optim::{cosine_lr, RmsProp};
 pub use plain::{forward_with, plain_forward, HeadNorm, NativeOps, PlainLayer, PlainOps};
@@ -57,6 +59,7 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
     use crate::space::{space_names, SearchSpace};
+    use candle_core::backprop::GradStore;
     use candle_core::Device;
 
     /// Every weight re-drawn at a scale where a wrong mask or slice shows in the logits.
@@ -153,6 +156,50 @@ mod tests {
         }
     }
 
+    /// A loss of every logit, each weighted differently (so every logit's gradient differs), plus
+    /// half the L2 term.
+    fn weighted_loss(f: Forward) -> Tensor {
+        let n = f.logits.elem_count();
+        let w: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0).collect();
+        let w = Tensor::from_vec(w, f.logits.shape(), &Device::Cpu).unwrap();
+        (f.logits.mul(&w).unwrap().sum_all().unwrap() + f.l2.affine(0.5, 0.0).unwrap()).unwrap()
+    }
+
+    /// Every variable of `net` has the same gradient in `ga` and `gb` (a missing one is zero):
+    /// within `rel` of its own scale or `global` of the largest gradient.
+    fn assert_same_gradients(
+        what: &str,
+        net: &Supernet,
+        (ga, gb): (&GradStore, &GradStore),
+        rel: f32,
+        global_rel: f32,
+    ) {
+        let data = net.vars().data().lock().unwrap();
+        let grads: Vec<(String, Tensor, Tensor)> = data
+            .iter()
+            .map(|(n, v)| {
+                let zero = Tensor::zeros(v.shape(), DType::F32, &Device::Cpu).unwrap();
+                let a = ga.get(v).cloned().unwrap_or_else(|| zero.clone());
+                (n.clone(), a, gb.get(v).cloned().unwrap_or(zero))
+            })
+            .collect();
+        // Float noise scales with the largest gradient (sums of the same terms in another
+        // order), so that is the yardstick: a BN β followed by another BN has an exact
+        // gradient of 0 and float noise of ~1e-8 of the largest in either pass.
+        let global = grads.iter().map(|(_, a, _)| max_abs(a)).fold(0.0, f32::max);
+        let mut compared = 0;
+        for (var, a, b) in &grads {
+            let scale = max_abs(a).max(max_abs(b));
+            let d = max_abs(&a.sub(b).unwrap());
+            assert!(
+                d <= rel * scale.max(1e-3) || d <= global_rel * global,
+                "{what} {var}: gradient differs by {d} (its scale {scale}, largest {global})"
+            );
+            compared += usize::from(scale > 0.0);
+        }
+        assert!(compared > 10, "{what}: only {compared} variables had gradients");
+    }
+
     #[test]
     fn the_narrowed_pass_has_the_masked_pass_gradients_and_l2() {
         for name in space_names() {
@@ -160,45 +207,52 @@ mod tests {
             let indices = space.random_architecture(&mut rng).indices;
             let sel =
                 crate::search::one_hot_selection(&indices, &crate::search::decision_infos(&space));
-            let loss = |f: Forward| {
-                // Logits weighted per element so every logit's gradient differs.
-                let n = f.logits.elem_count();
-                let w: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) / 5.0).collect();
-                let w = Tensor::from_vec(w, f.logits.shape(), &Device::Cpu).unwrap();
-                (f.logits.mul(&w).unwrap().sum_all().unwrap() + f.l2.affine(0.5, 0.0).unwrap())
-                    .unwrap()
-            };
             let masked = net.forward_masked(&x, &sel, true).unwrap();
             let narrowed = net.forward(&x, &sel).unwrap();
             let (l2m, l2n) =
                 (masked.l2.to_scalar::<f32>().unwrap(), narrowed.l2.to_scalar::<f32>().unwrap());
             assert!((l2m - l2n).abs() <= 1e-4 * l2m.abs(), "{name}: L2 {l2m} vs {l2n}");
-            let gm = loss(masked).backward().unwrap();
-            let gn = loss(narrowed).backward().unwrap();
-            let data = net.vars().data().lock().unwrap();
-            let grads: Vec<(String, Tensor, Tensor)> = data
-                .iter()
-                .map(|(n, v)| {
-                    let zero = Tensor::zeros(v.shape(), DType::F32, &Device::Cpu).unwrap();
-                    let a = gm.get(v).cloned().unwrap_or_else(|| zero.clone());
-                    (n.clone(), a, gn.get(v).cloned().unwrap_or(zero))
-                })
-                .collect();
-            // Float noise scales with the largest gradient (sums of the same terms in another
-            // order), so that is the yardstick: a BN β followed by another BN has an exact
-            // gradient of 0 and float noise of ~1e-8 of the largest in either pass.
-            let global = grads.iter().map(|(_, a, _)| max_abs(a)).fold(0.0, f32::max);
-            let mut compared = 0;
-            for (var, a, b) in &grads {
-                let scale = max_abs(a).max(max_abs(b));
-                let d = max_abs(&a.sub(b).unwrap());
-                assert!(
-                    d <= 1e-3 * scale.max(1e-3) || d <= 1e-5 * global,
-                    "{name} {var}: gradient differs by {d} (its scale {scale}, largest {global})"
-                );
-                compared += usize::from(scale > 0.0);
+            let gm = weighted_loss(masked).backward().unwrap();
+            let gn = weighted_loss(narrowed).backward().unwrap();
+            assert_same_gradients(name, &net, (&gm, &gn), 1e-3, 1e-5);
+        }
+    }
+
+    /// What a CUDA device runs (Candle's own ops in place of the custom CPU ops) is the same
+    /// network: the logits, the L2 term and every gradient of a step, on the narrowed and the
+    /// masked pass, and the forward-only logits.
+    #[test]
+    fn candle_kernels_give_the_custom_ops_logits_and_gradients() {
+        for name in space_names() {
+            let (space, net, x, mut rng) = scrambled(name, 13);
+            let indices = space.random_architecture(&mut rng).indices;
+            let sel =
+                crate::search::one_hot_selection(&indices, &crate::search::decision_infos(&space));
+            for masked in [false, true] {
+                let what = format!("{name} masked {masked}");
+                let pass = || match masked {
+                    true => net.forward_masked(&x, &sel, true).unwrap(),
+                    false => net.forward(&x, &sel).unwrap(),
+                };
+                let (ours, theirs) = (pass(), ops::with_candle_kernels(pass));
+                let scale = max_abs(&ours.logits);
+                let d = max_abs(&ours.logits.sub(&theirs.logits).unwrap());
+                assert!(scale > 0.1 && d <= 1e-4 * scale.max(1.0), "{what}: logits differ by {d}");
+                let (a, b) =
+                    (ours.l2.to_scalar::<f32>().unwrap(), theirs.l2.to_scalar::<f32>().unwrap());
+                assert!((a - b).abs() <= 1e-5 * a.abs(), "{what}: L2 {a} vs {b}");
+                let ga = weighted_loss(ours).backward().unwrap();
+                let gb = weighted_loss(theirs).backward().unwrap();
+                // Candle's batch norm sums in f32, the custom op in f64: through the scrambled
+                // weights' large activations that moves a few BN gradients by up to 0.3% of
+                // their size (6e-5 of the largest gradient). A wrong tap, stride or padding
+                // changes gradients by their whole size.
+                assert_same_gradients(&what, &net, (&ga, &gb), 1e-2, 2e-4);
             }
-            assert!(compared > 10, "{name}: only {compared} variables had gradients");
+            let eval = net.forward_eval(&x, &sel).unwrap();
+            let eval_candle = ops::with_candle_kernels(|| net.forward_eval(&x, &sel).unwrap());
+            let d = max_abs(&eval.sub(&eval_candle).unwrap());
+            assert!(d <= 1e-4 * max_abs(&eval).max(1.0), "{name}: forward-only differs by {d}");
         }
     }
 

@@ -4,13 +4,42 @@
 //! matmul. `perf-notes.md` explains why each exists: Candle 0.11's grouped convolution and its
 //! batch norm are an order of magnitude slower than these.
 //!
+//! On any other device (CUDA) the same functions run Candle's own ops instead
+//! ([`depthwise_conv2d_candle`], [`batch_norm_act_candle`]): a depthwise convolution as k² shifted
+//! multiply-adds (Candle's grouped convolution is one convolution per channel), batch norm from
+//! reductions and broadcasts. [`with_candle_kernels`] runs them on the CPU too.
+//!
 //! Every op is checked against Candle's native ops (forward and gradients) in this module's tests.
 
+use std::cell::Cell;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use latency_tables::Activation;
 use rayon::prelude::*;
+
+thread_local! {
+    static CANDLE_KERNELS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with Candle's own ops for this module's ops on every device, the CPU included: the
+/// path a CUDA device takes, checked and timed where there is no GPU. Applies to the ops
+/// called on this thread.
+pub fn with_candle_kernels<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CANDLE_KERNELS.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CANDLE_KERNELS.with(|c| c.replace(true)));
+    f()
+}
+
+/// Whether `x` gets the custom CPU ops (a CPU tensor, outside [`with_candle_kernels`]).
+fn custom(x: &Tensor) -> bool {
+    x.device().is_cpu() && !CANDLE_KERNELS.with(Cell::get)
+}
 
 /// TF "SAME" padding for one spatial dimension: (output size, padding before).
 /// The extra row or column of an odd total padding goes after (bottom/right).
@@ -244,7 +273,49 @@ impl CustomOp2 for Depthwise {
 
 /// Depthwise convolution of x `[N, C, H, W]` with w `[C, K, K]`, TF "SAME" padding.
 pub fn depthwise_conv2d(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+    if !custom(x) {
+        return depthwise_conv2d_candle(x, w, stride);
+    }
     x.contiguous()?.apply_op2(&w.contiguous()?, Depthwise { stride })
+}
+
+/// [`depthwise_conv2d`] from Candle's own ops, on any device: the sum over the k² kernel taps of
+/// the shifted (and, at stride s, subsampled) padded input times that tap's per-channel weight.
+pub fn depthwise_conv2d_candle(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
+    let (n, c, h, wd) = x.dims4()?;
+    let (wc, k, k2) = w.dims3()?;
+    if wc != c || k != k2 {
+        bail!("depthwise: weight {:?} does not fit input {:?}", w.dims(), x.dims());
+    }
+    let s = stride;
+    let ((oh, _), (ow, _)) = (same_padding(h, k, s), same_padding(wd, k, s));
+    // s − 1 more zeros bottom/right, so every tap's window of s·o rows (columns) fits and
+    // reshapes into o groups of s, whose first element is the tap's input.
+    let xp = pad_same(x, k, s)?.pad_with_zeros(2, 0, s - 1)?.pad_with_zeros(3, 0, s - 1)?;
+    let pw = xp.dim(3)?;
+    let every = |t: Tensor, dim: usize, outs: usize| -> Result<Tensor> {
+        if s == 1 {
+            return Ok(t);
+        }
+        let mut shape = t.dims().to_vec();
+        shape.splice(dim..=dim, [outs, s]);
+        t.reshape(shape)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)
+    };
+    let mut out: Option<Tensor> = None;
+    for kh in 0..k {
+        let rows = every(xp.narrow(2, kh, s * oh)?.contiguous()?, 2, oh)?;
+        debug_assert_eq!(rows.dims(), [n, c, oh, pw]);
+        for kw in 0..k {
+            let tap = every(rows.narrow(3, kw, s * ow)?.contiguous()?, 3, ow)?;
+            let wt = w.narrow(1, kh, 1)?.narrow(2, kw, 1)?.reshape((1, c, 1, 1))?;
+            let term = tap.broadcast_mul(&wt)?;
+            out = Some(match out {
+                None => term,
+                Some(acc) => (acc + term)?,
+            });
+        }
+    }
+    out.ok_or_else(|| candle_core::Error::msg("depthwise: empty kernel"))
 }
 
 /// Training-mode batch norm with a fused activation: batch statistics per channel, the affine
@@ -482,8 +553,35 @@ pub fn batch_norm_act(
     eps: f64,
     act: Activation,
 ) -> Result<Tensor> {
+    if !custom(x) {
+        return batch_norm_act_candle(x, gamma, beta, eps, act);
+    }
     let op = BatchNormTrain { eps, act, stats: Arc::new(OnceLock::new()) };
     x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)
+}
+
+/// [`batch_norm_act`] from Candle's own ops, on any device: the batch's mean and biased
+/// variance per channel, the affine transform, then `act`.
+pub fn batch_norm_act_candle(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    act: Activation,
+) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    let mean = x.mean_keepdim((0, 2, 3))?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim((0, 2, 3))?;
+    let xhat = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
+    let z = xhat
+        .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?
+        .broadcast_add(&beta.reshape((1, c, 1, 1))?)?;
+    match act {
+        Activation::None => Ok(z),
+        Activation::Relu => z.relu(),
+        Activation::HSwish => hswish(&z),
+    }
 }
 
 /// A 1×1 convolution as a batched matmul: x `[N, Cin, H, W]`, w `[Cout, Cin]` → `[N, Cout, H, W]`.
@@ -573,21 +671,30 @@ mod tests {
                         let probe = rand(&[n, c, h.div_ceil(stride), w.div_ceil(stride)], seed + 7);
 
                         let ours = depthwise_conv2d(x.as_tensor(), &weff, stride).unwrap();
+                        // The other devices' path: Candle's own ops, shifted taps.
+                        let taps = with_candle_kernels(|| {
+                            depthwise_conv2d(x.as_tensor(), &weff, stride).unwrap()
+                        });
                         let theirs = native_dw(x.as_tensor(), &weff, stride);
-                        assert!(
-                            max_diff(&ours, &theirs) < 1e-4,
-                            "forward {n}x{c}x{h}x{w} k{k} s{stride}"
-                        );
+                        for (what, y) in [("custom", &ours), ("taps", &taps)] {
+                            assert!(
+                                max_diff(y, &theirs) < 1e-4,
+                                "{what} forward {n}x{c}x{h}x{w} k{k} s{stride}"
+                            );
+                        }
 
                         let g1 = ours.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
                         let g2 = theirs.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+                        let g3 = taps.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
                         for v in [&x, &wv] {
-                            let a = g1.get(v.as_tensor()).unwrap();
                             let b = g2.get(v.as_tensor()).unwrap();
-                            assert!(
-                                max_diff(a, b) < 1e-4,
-                                "gradient k{k} s{stride} masked {masked}"
-                            );
+                            for (what, g) in [("custom", &g1), ("taps", &g3)] {
+                                let a = g.get(v.as_tensor()).unwrap();
+                                assert!(
+                                    max_diff(a, b) < 1e-4,
+                                    "{what} gradient k{k} s{stride} masked {masked}"
+                                );
+                            }
                         }
                     }
                 }
@@ -595,18 +702,9 @@ mod tests {
         }
     }
 
-    /// Reference batch norm from basic Candle ops.
+    /// Reference batch norm from basic Candle ops (what other devices run).
     fn native_bn(x: &Tensor, g: &Tensor, b: &Tensor, eps: f64) -> Tensor {
-        let c = x.dim(1).unwrap();
-        let mean = x.mean_keepdim(0).unwrap().mean_keepdim(2).unwrap().mean_keepdim(3).unwrap();
-        let xc = x.broadcast_sub(&mean).unwrap();
-        let var = xc.sqr().unwrap().mean_keepdim(0).unwrap().mean_keepdim(2).unwrap();
-        let var = var.mean_keepdim(3).unwrap();
-        let xhat = xc.broadcast_div(&(var + eps).unwrap().sqrt().unwrap()).unwrap();
-        xhat.broadcast_mul(&g.reshape((1, c, 1, 1)).unwrap())
-            .unwrap()
-            .broadcast_add(&b.reshape((1, c, 1, 1)).unwrap())
-            .unwrap()
+        batch_norm_act_candle(x, g, b, eps, Activation::None).unwrap()
     }
 
     #[test]

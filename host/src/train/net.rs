@@ -41,6 +41,7 @@ pub struct StandaloneNet {
     /// Kernels under L2 (every conv, depthwise and SE kernel; not BN, biases or the classifier).
     decayed: Vec<Tensor>,
     geometry: ProxyGeometry,
+    device: Device,
 }
 
 impl std::fmt::Debug for StandaloneNet {
@@ -121,7 +122,7 @@ impl StandaloneNet {
             })?;
             layers.push(plain);
         }
-        Ok(StandaloneNet { layers, vars, moving, decayed, geometry })
+        Ok(StandaloneNet { layers, vars, moving, decayed, geometry, device: device.clone() })
     }
 
     /// The layers (tensors are the trainable vars).
@@ -137,6 +138,11 @@ impl StandaloneNet {
     /// The geometry.
     pub fn geometry(&self) -> &ProxyGeometry {
         &self.geometry
+    }
+
+    /// The device its weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Moving BN statistics, forward order, with their `l{layer}.{part}` names.

@@ -22,7 +22,9 @@ use crate::runs::{
     write_atomic, EpochOrder, Interrupt,
 };
 use crate::space::{Architecture, SearchSpace};
-use crate::supernet::{accuracy, cosine_lr, smoothed_cross_entropy, ProxyGeometry, RmsProp};
+use crate::supernet::{
+    accuracy, cosine_lr, smoothed_cross_entropy, ComputeDevice, ProxyGeometry, RmsProp,
+};
 
 /// Everything that defines a stand-alone training; written to `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +60,9 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Evaluation batch size.
     pub eval_batch: usize,
+    /// Where the network trains; absent (the CPU) in the files of CPU runs.
+    #[serde(default, skip_serializing_if = "ComputeDevice::is_cpu")]
+    pub device: ComputeDevice,
 }
 
 /// The reference's stand-alone learning rate at batch size `batch`: 0.165 · batch / 256.
@@ -90,6 +95,7 @@ impl TrainConfig {
             seed: 0,
             checkpoint_every: 100,
             eval_batch: 256,
+            device: ComputeDevice::Cpu,
         }
     }
 
@@ -281,7 +287,7 @@ impl Trainer {
         let splits = data::load(&cfg.data)?;
         let (train, val) = splits.train.split_tail(cfg.validation_size)?;
         let batcher = Batcher::new(train.shape, splits.mean_std);
-        let device = Device::Cpu;
+        let device = cfg.device.open()?;
         let geometry = geometry_of(&train, &batcher, cfg.width_multiplier);
         let mut rng = Rng::new(cfg.seed).fork("standalone-init");
         let net = StandaloneNet::new(&space, &arch, geometry, &mut rng, &device)?;
@@ -364,7 +370,7 @@ pub fn evaluate(
     batcher: &Batcher,
     batch: usize,
 ) -> Result<f64> {
-    crate::supernet::evaluate_split(set, batcher, batch, &Device::Cpu, |x| net.forward_eval(x))
+    crate::supernet::evaluate_split(set, batcher, batch, net.device(), |x| net.forward_eval(x))
 }
 
 /// The outcome of a training run.
