@@ -17,8 +17,9 @@ pub fn cosine_lr(peak: f64, step: usize, warmup: usize, total: usize) -> f64 {
     0.5 * peak * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
 }
 
-/// The optimiser state: one mean-square and one momentum slot per variable, by name, kept as
-/// plain `f32` vectors and updated in one fused pass per variable.
+/// The optimiser state: one mean-square and one momentum slot per variable, by name. A CPU
+/// variable's slots are plain `f32` vectors updated in one fused pass; another device's are
+/// tensors on that device, updated with tensor ops, so a GPU's weights never leave it.
 #[derive(Debug)]
 pub struct RmsProp {
     /// Decay of the mean square (0.9).
@@ -27,9 +28,14 @@ pub struct RmsProp {
     pub momentum: f64,
     /// Epsilon inside the square root (1.0).
     pub eps: f64,
-    vars: Vec<(String, Var)>,
-    ms: Vec<Vec<f32>>,
-    mom: Vec<Vec<f32>>,
+    vars: Vec<(String, Var, Slots)>,
+}
+
+/// One variable's mean square and momentum.
+#[derive(Debug)]
+enum Slots {
+    Host { ms: Vec<f32>, mom: Vec<f32> },
+    Device { ms: Tensor, mom: Tensor },
 }
 
 fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
@@ -39,39 +45,55 @@ fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
 impl RmsProp {
     /// An optimiser over every variable of `vars`, in name order (deterministic).
     pub fn new(vars: &VarMap) -> Result<RmsProp> {
+        Self::build(vars, false)
+    }
+
+    /// [`RmsProp::new`] with tensor slots for every variable, the CPU's too (what another
+    /// device's variables get).
+    pub fn with_tensor_slots(vars: &VarMap) -> Result<RmsProp> {
+        Self::build(vars, true)
+    }
+
+    fn build(vars: &VarMap, tensors: bool) -> Result<RmsProp> {
         let data = vars.data().lock().map_err(|_| candle_core::Error::msg("poisoned var map"))?;
         let mut named: Vec<(String, Var)> =
             data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let ms = named.iter().map(|(_, v)| vec![1f32; v.elem_count()]).collect();
-        let mom = named.iter().map(|(_, v)| vec![0f32; v.elem_count()]).collect();
-        Ok(RmsProp { rho: 0.9, momentum: 0.9, eps: 1.0, vars: named, ms, mom })
+        let vars = named
+            .into_iter()
+            .map(|(name, v)| {
+                let slots = if tensors || !v.device().is_cpu() {
+                    Slots::Device { ms: v.ones_like()?, mom: v.zeros_like()? }
+                } else {
+                    let n = v.elem_count();
+                    Slots::Host { ms: vec![1f32; n], mom: vec![0f32; n] }
+                };
+                Ok((name, v, slots))
+            })
+            .collect::<Result<_>>()?;
+        Ok(RmsProp { rho: 0.9, momentum: 0.9, eps: 1.0, vars })
     }
 
     /// One update with learning rate `lr`. A variable without a gradient (a branch the step's
     /// architecture did not use) is updated with a zero gradient, as TensorFlow does: its mean
     /// square decays and its momentum keeps moving it (tunas-spec §4.2).
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
-        let (rho, mu, eps, lr) =
-            (self.rho as f32, self.momentum as f32, self.eps as f32, lr as f32);
-        for (((_, var), ms), mom) in self.vars.iter().zip(&mut self.ms).zip(&mut self.mom) {
-            let grad = match grads.get(var.as_tensor()) {
-                Some(g) => Some(to_vec(g)?),
-                None => None,
-            };
-            if grad.is_none() && mom.iter().all(|&m| m == 0.0) {
-                // Zero gradient and zero momentum: only the mean square decays.
-                ms.iter_mut().for_each(|m| *m *= rho);
-                continue;
+        let (rho, mu, eps) = (self.rho, self.momentum, self.eps);
+        for (_, var, slots) in &mut self.vars {
+            let grad = grads.get(var.as_tensor());
+            match slots {
+                Slots::Host { ms, mom } => host_step(var, grad, ms, mom, [rho, mu, eps, lr])?,
+                Slots::Device { ms, mom } => {
+                    let g = match grad {
+                        Some(g) => g.clone(),
+                        None => var.zeros_like()?,
+                    };
+                    *ms = (ms.affine(rho, 0.0)? + g.sqr()?.affine(1.0 - rho, 0.0)?)?;
+                    let step = g.div(&(&*ms + eps)?.sqrt()?)?.affine(lr, 0.0)?;
+                    *mom = (mom.affine(mu, 0.0)? + step)?;
+                    var.set(&var.as_tensor().sub(mom)?)?;
+                }
             }
-            let mut w = to_vec(var.as_tensor())?;
-            for i in 0..w.len() {
-                let g = grad.as_ref().map_or(0.0, |g| g[i]);
-                ms[i] = rho * ms[i] + (1.0 - rho) * g * g;
-                mom[i] = mu * mom[i] + lr * g / (ms[i] + eps).sqrt();
-                w[i] -= mom[i];
-            }
-            var.set(&Tensor::from_vec(w, var.shape(), var.device())?)?;
         }
         Ok(())
     }
@@ -79,12 +101,19 @@ impl RmsProp {
     /// The slots as named tensors (`ms/NAME`, `mom/NAME`) for a checkpoint.
     pub fn state(&self) -> HashMap<String, Tensor> {
         let mut out = HashMap::new();
-        for (((name, var), ms), mom) in self.vars.iter().zip(&self.ms).zip(&self.mom) {
-            for (prefix, slot) in [("ms", ms), ("mom", mom)] {
-                if let Ok(t) = Tensor::from_vec(slot.clone(), var.shape(), var.device()) {
-                    out.insert(format!("{prefix}/{name}"), t);
+        for (name, var, slots) in &self.vars {
+            let pair = match slots {
+                Slots::Host { ms, mom } => {
+                    let t = |v: &Vec<f32>| Tensor::from_vec(v.clone(), var.shape(), var.device());
+                    match (t(ms), t(mom)) {
+                        (Ok(ms), Ok(mom)) => (ms, mom),
+                        _ => continue,
+                    }
                 }
-            }
+                Slots::Device { ms, mom } => (ms.clone(), mom.clone()),
+            };
+            out.insert(format!("ms/{name}"), pair.0);
+            out.insert(format!("mom/{name}"), pair.1);
         }
         out
     }
@@ -92,8 +121,8 @@ impl RmsProp {
     /// Restores the slots written by [`RmsProp::state`]; every slot must be present and of its
     /// variable's size.
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        for (((name, var), ms), mom) in self.vars.iter().zip(&mut self.ms).zip(&mut self.mom) {
-            for (prefix, slot) in [("ms", ms), ("mom", mom)] {
+        for (name, var, slots) in &mut self.vars {
+            let get = |prefix: &str| -> Result<&Tensor> {
                 let key = format!("{prefix}/{name}");
                 let t = state
                     .get(&key)
@@ -105,11 +134,48 @@ impl RmsProp {
                         var.elem_count()
                     );
                 }
-                *slot = to_vec(t)?;
+                Ok(t)
+            };
+            let (ms_t, mom_t) = (get("ms")?, get("mom")?);
+            match slots {
+                Slots::Host { ms, mom } => {
+                    *ms = to_vec(ms_t)?;
+                    *mom = to_vec(mom_t)?;
+                }
+                Slots::Device { ms, mom } => {
+                    let on = |t: &Tensor| t.to_device(var.device())?.reshape(var.shape());
+                    *ms = on(ms_t)?;
+                    *mom = on(mom_t)?;
+                }
             }
         }
         Ok(())
     }
+}
+
+/// The fused update of a CPU variable (`[ρ, μ, ε, lr]`).
+fn host_step(
+    var: &Var,
+    grad: Option<&Tensor>,
+    ms: &mut [f32],
+    mom: &mut [f32],
+    [rho, mu, eps, lr]: [f64; 4],
+) -> Result<()> {
+    let (rho, mu, eps, lr) = (rho as f32, mu as f32, eps as f32, lr as f32);
+    let grad = grad.map(to_vec).transpose()?;
+    if grad.is_none() && mom.iter().all(|&m| m == 0.0) {
+        // Zero gradient and zero momentum: only the mean square decays.
+        ms.iter_mut().for_each(|m| *m *= rho);
+        return Ok(());
+    }
+    let mut w = to_vec(var.as_tensor())?;
+    for i in 0..w.len() {
+        let g = grad.as_ref().map_or(0.0, |g| g[i]);
+        ms[i] = rho * ms[i] + (1.0 - rho) * g * g;
+        mom[i] = mu * mom[i] + lr * g / (ms[i] + eps).sqrt();
+        w[i] -= mom[i];
+    }
+    var.set(&Tensor::from_vec(w, var.shape(), var.device())?)
 }
 
 #[cfg(test)]
@@ -143,6 +209,61 @@ mod tests {
         assert_eq!(
             again.state()["mom/a"].to_vec1::<f32>().unwrap(),
             state["mom/a"].to_vec1::<f32>().unwrap()
+        );
+    }
+
+    /// The tensor slots (another device's variables) make the same updates as the fused host
+    /// loop, with and without a gradient, and their state loads into either kind.
+    #[test]
+    fn tensor_slots_update_like_the_host_loop() {
+        use candle_core::{DType, Device};
+        let make = || {
+            let vars = VarMap::new();
+            let init = candle_nn::Init::Randn { mean: 0.0, stdev: 1.0 };
+            let _ = vars.get((3, 4), "w", init, DType::F32, &Device::Cpu).unwrap();
+            let _ = vars.get(5, "v", init, DType::F32, &Device::Cpu).unwrap();
+            vars
+        };
+        let (host_vars, tensor_vars) = (make(), make());
+        // Same draws in both maps.
+        for (name, v) in tensor_vars.data().lock().unwrap().iter() {
+            v.set(host_vars.data().lock().unwrap()[name].as_tensor()).unwrap();
+        }
+        let mut host = RmsProp::new(&host_vars).unwrap();
+        let mut tensor = RmsProp::with_tensor_slots(&tensor_vars).unwrap();
+        let vals = |vars: &VarMap, name: &str| {
+            vars.data().lock().unwrap()[name].as_tensor().flatten_all().unwrap().to_vec1::<f32>()
+        };
+        for step in 0..4 {
+            for (vars, opt) in [(&host_vars, &mut host), (&tensor_vars, &mut tensor)] {
+                let data = vars.data().lock().unwrap();
+                let (w, v) = (&data["w"], &data["v"]);
+                // Steps 1 and 3 leave `v` without a gradient.
+                let mut loss = w.sqr().unwrap().sum_all().unwrap().affine(0.5, 0.0).unwrap();
+                if step % 2 == 0 {
+                    loss = (loss + v.sin().unwrap().sum_all().unwrap()).unwrap();
+                }
+                let grads = loss.backward().unwrap();
+                drop(data);
+                opt.step(&grads, 0.05 * (step + 1) as f64).unwrap();
+            }
+            for name in ["w", "v"] {
+                let (a, b) = (vals(&host_vars, name).unwrap(), vals(&tensor_vars, name).unwrap());
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "step {step} {name}");
+                }
+            }
+        }
+        let (hs, ts) = (host.state(), tensor.state());
+        for (key, t) in &hs {
+            let d = t.sub(&ts[key]).unwrap().abs().unwrap().flatten_all().unwrap();
+            assert!(d.max(0).unwrap().to_scalar::<f32>().unwrap() < 1e-6, "{key}");
+        }
+        let mut again = RmsProp::with_tensor_slots(&host_vars).unwrap();
+        again.load_state(&hs).unwrap();
+        assert_eq!(
+            again.state()["mom/w"].to_vec2::<f32>().unwrap(),
+            hs["mom/w"].to_vec2::<f32>().unwrap()
         );
     }
 
