@@ -46,6 +46,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    host::allocator::keep_freed_memory();
     // `--candle-kernels 1`: Candle's own ops in place of the custom CPU ops (what a GPU runs).
     if arg("--candle-kernels", 0u8) == 1 {
         return ops::with_candle_kernels(run);

@@ -10,6 +10,7 @@
 //! `run_loop` the resumable step loop the search and training share;
 //! `cmd` holds one module per subcommand of the `tunas` binary.
 
+pub mod allocator;
 pub mod cli;
 pub mod cmd;
 pub mod data;

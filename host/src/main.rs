@@ -7,6 +7,7 @@ use clap::Parser;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    host::allocator::keep_freed_memory();
     let cli = host::Cli::parse();
     console::logger::init(cli.log.verbosity());
     match host::run(cli) {

@@ -6,6 +6,7 @@ mod net;
 pub mod ops;
 mod optim;
 mod plain;
+mod simd;
 mod units;
 
 pub use compute::{ComputeDevice, OpenError, ParseComputeDeviceError};

@@ -18,6 +18,8 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape,
 use latency_tables::Activation;
 use rayon::prelude::*;
 
+use super::simd::wide_fn;
+
 thread_local! {
     static CANDLE_KERNELS: Cell<bool> = const { Cell::new(false) };
 }
@@ -120,111 +122,239 @@ fn spans(g: &DwGeom, pad: usize, size: usize, outs: usize) -> Vec<(usize, usize,
         .collect()
 }
 
-/// `o[j] += w · x[start + j·s]` for `j < o.len()` (the stride-1 case vectorises).
-#[inline(always)]
-fn axpy_strided(o: &mut [f32], x: &[f32], start: usize, s: usize, w: f32) {
-    let n = o.len();
-    if s == 1 {
-        for (ov, &xv) in o.iter_mut().zip(&x[start..start + n]) {
-            *ov += w * xv;
+/// A kernel offset's valid output range and first input index (see [`spans`]).
+type Span = (usize, usize, usize);
+
+/// The forward's flat layout of one plane: the input zero-padded and split into its s×s stride
+/// phases (phase (a, b) holds padded rows a, a+s, … and columns b, b+s, …), each `qh × qw`. In
+/// it, tap (kh, kw) of every output is the same flat offset from the output's own position
+/// `oy·qw + ox`, so a tap is one contiguous multiply-add over the whole plane (`len` values)
+/// instead of one short, strided one per output row; the `qw − ow` extra values per row are
+/// dropped when the plane is copied out.
+struct DwFlat {
+    qh: usize,
+    qw: usize,
+    /// Offset in the phase buffer and weight index of every tap that reaches an output.
+    taps: Vec<(usize, usize)>,
+    /// `(oh − 1)·qw + ow`: the flat span of the outputs.
+    len: usize,
+}
+
+impl DwFlat {
+    fn new(g: &DwGeom, rows: &[Span], cols: &[Span]) -> DwFlat {
+        let s = g.s;
+        let (qh, qw) = (g.oh + (g.k - 1) / s, g.ow + (g.k - 1) / s);
+        let mut taps = Vec::new();
+        for (kh, row) in rows.iter().enumerate() {
+            for (kw, col) in cols.iter().enumerate() {
+                if row.0 < row.1 && col.0 < col.1 {
+                    let phase = (kh % s) * s + kw % s;
+                    taps.push(((phase * qh + kh / s) * qw + kw / s, kh * g.k + kw));
+                }
+            }
         }
-    } else {
-        for (j, ov) in o.iter_mut().enumerate() {
-            *ov += w * x[start + j * s];
+        DwFlat { qh, qw, taps, len: (g.oh - 1) * qw + g.ow }
+    }
+
+    /// Values of the phase buffer.
+    fn size(&self, s: usize) -> usize {
+        s * s * self.qh * self.qw
+    }
+}
+
+/// Writes plane `xp` into `buf` in the [`DwFlat`] layout (zeros in the padding).
+#[inline(always)]
+fn fill_phases(g: &DwGeom, f: &DwFlat, xp: &[f32], buf: &mut [f32]) {
+    let (s, qh, qw) = (g.s, f.qh, f.qw);
+    buf.fill(0.0);
+    // Input (iy, ix) is padded (iy + pt, ix + pl); rows and columns past the phases are read
+    // by no output.
+    for iy in 0..g.h {
+        let py = iy + g.pt;
+        if py >= qh * s {
+            break;
+        }
+        let row = &xp[iy * g.w..(iy + 1) * g.w];
+        let (a, qy) = (py % s, py / s);
+        if s == 1 {
+            let dst = &mut buf[qy * qw + g.pl..];
+            let n = g.w.min(qw - g.pl);
+            dst[..n].copy_from_slice(&row[..n]);
+        } else {
+            for (ix, &v) in row.iter().enumerate() {
+                let px = ix + g.pl;
+                if px >= qw * s {
+                    break;
+                }
+                buf[(((a * s + px % s) * qh) + qy) * qw + px / s] = v;
+            }
         }
     }
 }
 
+/// The inverse of [`fill_phases`]: the input plane's values from the layout (padding dropped;
+/// inputs past the phases, which no output reads, get 0).
+#[inline(always)]
+fn gather_phases(g: &DwGeom, f: &DwFlat, buf: &[f32], xp: &mut [f32]) {
+    let (s, qh, qw) = (g.s, f.qh, f.qw);
+    for (iy, row) in xp.chunks_exact_mut(g.w).enumerate() {
+        let py = iy + g.pt;
+        if py >= qh * s {
+            row.fill(0.0);
+            continue;
+        }
+        let (a, qy) = (py % s, py / s);
+        for (ix, v) in row.iter_mut().enumerate() {
+            let px = ix + g.pl;
+            *v = if px < qw * s { buf[(((a * s + px % s) * qh) + qy) * qw + px / s] } else { 0.0 };
+        }
+    }
+}
+
+/// Output rows `dyp` (`oh × ow`) spread to the layout's row length `qw`, zeros between rows.
+#[inline(always)]
+fn spread_rows(g: &DwGeom, f: &DwFlat, dyp: &[f32], out: &mut [f32]) {
+    let out = &mut out[..f.len];
+    out.fill(0.0);
+    for (oy, row) in dyp.chunks_exact(g.ow).enumerate() {
+        out[oy * f.qw..oy * f.qw + g.ow].copy_from_slice(row);
+    }
+}
+
+/// One (n, c) plane of the depthwise input gradient: every tap scatters `w · dy` back into the
+/// layout in one contiguous pass, then the layout is gathered into `dxp`.
+#[inline(always)]
+fn dw_plane_dx_body(
+    g: &DwGeom,
+    f: &DwFlat,
+    dyp: &[f32],
+    wk: &[f32],
+    dxp: &mut [f32],
+    buf: &mut [f32],
+    dyf: &mut [f32],
+) {
+    spread_rows(g, f, dyp, dyf);
+    buf.fill(0.0);
+    for &(off, wi) in &f.taps {
+        let w = wk[wi];
+        for (b, &d) in buf[off..off + f.len].iter_mut().zip(&dyf[..f.len]) {
+            *b += w * d;
+        }
+    }
+    gather_phases(g, f, buf, dxp);
+}
+
+wide_fn!(fn dw_plane_dx(
+    g: &DwGeom,
+    f: &DwFlat,
+    dyp: &[f32],
+    wk: &[f32],
+    dxp: &mut [f32],
+    buf: &mut [f32],
+    dyf: &mut [f32],
+) = dw_plane_dx_body);
+
+/// One (n, c) plane's contribution to the depthwise weight gradient: per tap, the dot product
+/// of `dy` with the input at that tap's offset, added to `acc` (f64).
+#[inline(always)]
+fn dw_plane_dw_body(
+    g: &DwGeom,
+    f: &DwFlat,
+    xp: &[f32],
+    dyp: &[f32],
+    acc: &mut [f64],
+    buf: &mut [f32],
+    dyf: &mut [f32],
+) {
+    fill_phases(g, f, xp, buf);
+    spread_rows(g, f, dyp, dyf);
+    let dyf = &dyf[..f.len];
+    for &(off, wi) in &f.taps {
+        acc[wi] += f64::from(lane_sum2(dyf, &buf[off..off + f.len], |d, v| d * v));
+    }
+}
+
+wide_fn!(fn dw_plane_dw(
+    g: &DwGeom,
+    f: &DwFlat,
+    xp: &[f32],
+    dyp: &[f32],
+    acc: &mut [f64],
+    buf: &mut [f32],
+    dyf: &mut [f32],
+) = dw_plane_dw_body);
+
+/// One (n, c) plane of the depthwise forward through [`DwFlat`]: `buf` and `acc` are scratch.
+#[inline(always)]
+fn dw_plane_forward_body(
+    g: &DwGeom,
+    f: &DwFlat,
+    xp: &[f32],
+    wk: &[f32],
+    o: &mut [f32],
+    buf: &mut [f32],
+    acc: &mut [f32],
+) {
+    fill_phases(g, f, xp, buf);
+    let acc = &mut acc[..f.len];
+    acc.fill(0.0);
+    for &(off, wi) in &f.taps {
+        let w = wk[wi];
+        for (ov, &xv) in acc.iter_mut().zip(&buf[off..off + f.len]) {
+            *ov += w * xv;
+        }
+    }
+    for (oy, orow) in o.chunks_exact_mut(g.ow).enumerate() {
+        orow.copy_from_slice(&acc[oy * f.qw..oy * f.qw + g.ow]);
+    }
+}
+
+wide_fn!(fn dw_plane_forward(
+    g: &DwGeom,
+    f: &DwFlat,
+    xp: &[f32],
+    wk: &[f32],
+    o: &mut [f32],
+    buf: &mut [f32],
+    acc: &mut [f32],
+) = dw_plane_forward_body);
+
 fn dw_forward(g: &DwGeom, x: &[f32], wt: &[f32]) -> Vec<f32> {
     let (hw, ohw, kk2) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
-    let rows = spans(g, g.pt, g.h, g.oh);
-    let cols = spans(g, g.pl, g.w, g.ow);
+    let flat = DwFlat::new(g, &spans(g, g.pt, g.h, g.oh), &spans(g, g.pl, g.w, g.ow));
     let mut out = vec![0f32; g.n * g.c * ohw];
-    out.par_chunks_mut(ohw).enumerate().for_each(|(plane, o)| {
-        let c = plane % g.c;
-        let xp = &x[plane * hw..(plane + 1) * hw];
-        let wk = &wt[c * kk2..(c + 1) * kk2];
-        for (kh, &(ylo, yhi, iy0)) in rows.iter().enumerate() {
-            for (r, oy) in (ylo..yhi).enumerate() {
-                let iy = iy0 + r * g.s;
-                let row = &xp[iy * g.w..(iy + 1) * g.w];
-                let orow = &mut o[oy * g.ow..(oy + 1) * g.ow];
-                for (kw, &(lo, hi, start)) in cols.iter().enumerate() {
-                    if lo < hi {
-                        axpy_strided(&mut orow[lo..hi], row, start, g.s, wk[kh * g.k + kw]);
-                    }
-                }
-            }
-        }
-    });
+    out.par_chunks_mut(ohw).enumerate().for_each_init(
+        || (vec![0f32; flat.size(g.s)], vec![0f32; flat.len]),
+        |(buf, acc), (plane, o)| {
+            let c = plane % g.c;
+            let xp = &x[plane * hw..(plane + 1) * hw];
+            let wk = &wt[c * kk2..(c + 1) * kk2];
+            dw_plane_forward(g, &flat, xp, wk, o, buf, acc);
+        },
+    );
     out
 }
 
 fn dw_backward(g: &DwGeom, x: &[f32], wt: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (hw, ohw, kk2) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
-    let rows = spans(g, g.pt, g.h, g.oh);
-    let cols = spans(g, g.pl, g.w, g.ow);
-    // dx: scatter of dy through the kernel, one (n, c) plane per task.
+    let flat = DwFlat::new(g, &spans(g, g.pt, g.h, g.oh), &spans(g, g.pl, g.w, g.ow));
+    let scratch = || (vec![0f32; flat.size(g.s)], vec![0f32; flat.len]);
+    // dx: one (n, c) plane per task.
     let mut dx = vec![0f32; g.n * g.c * hw];
-    dx.par_chunks_mut(hw).enumerate().for_each(|(plane, dxp)| {
+    dx.par_chunks_mut(hw).enumerate().for_each_init(scratch, |(buf, dyf), (plane, dxp)| {
         let c = plane % g.c;
         let dyp = &dy[plane * ohw..(plane + 1) * ohw];
-        let wk = &wt[c * kk2..(c + 1) * kk2];
-        for (kh, &(ylo, yhi, iy0)) in rows.iter().enumerate() {
-            for (r, oy) in (ylo..yhi).enumerate() {
-                let iy = iy0 + r * g.s;
-                let dyrow = &dyp[oy * g.ow..(oy + 1) * g.ow];
-                let dxrow = &mut dxp[iy * g.w..(iy + 1) * g.w];
-                for (kw, &(lo, hi, start)) in cols.iter().enumerate() {
-                    if lo >= hi {
-                        continue;
-                    }
-                    let wv = wk[kh * g.k + kw];
-                    if g.s == 1 {
-                        for (xv, &d) in dxrow[start..start + hi - lo].iter_mut().zip(&dyrow[lo..hi])
-                        {
-                            *xv += wv * d;
-                        }
-                    } else {
-                        for (j, &d) in dyrow[lo..hi].iter().enumerate() {
-                            dxrow[start + j * g.s] += wv * d;
-                        }
-                    }
-                }
-            }
-        }
+        dw_plane_dx(g, &flat, dyp, &wt[c * kk2..(c + 1) * kk2], dxp, buf, dyf);
     });
     // dw: one channel per task, summed over the batch in a fixed order (deterministic).
     let mut dw = vec![0f32; g.c * kk2];
-    dw.par_chunks_mut(kk2).enumerate().for_each(|(c, dwc)| {
+    dw.par_chunks_mut(kk2).enumerate().for_each_init(scratch, |(buf, dyf), (c, dwc)| {
         let mut acc = vec![0f64; kk2];
         for n in 0..g.n {
             let plane = n * g.c + c;
             let xp = &x[plane * hw..(plane + 1) * hw];
             let dyp = &dy[plane * ohw..(plane + 1) * ohw];
-            for (kh, &(ylo, yhi, iy0)) in rows.iter().enumerate() {
-                for (kw, &(lo, hi, start)) in cols.iter().enumerate() {
-                    if lo >= hi {
-                        continue;
-                    }
-                    let mut s = 0f32;
-                    for (r, oy) in (ylo..yhi).enumerate() {
-                        let iy = iy0 + r * g.s;
-                        let row = &xp[iy * g.w..(iy + 1) * g.w];
-                        let dyrow = &dyp[oy * g.ow + lo..oy * g.ow + hi];
-                        if g.s == 1 {
-                            s += lane_sum2(dyrow, &row[start..start + hi - lo], |d, v| d * v);
-                        } else {
-                            s += dyrow
-                                .iter()
-                                .enumerate()
-                                .map(|(j, &d)| d * row[start + j * g.s])
-                                .sum::<f32>();
-                        }
-                    }
-                    acc[kh * g.k + kw] += f64::from(s);
-                }
-            }
+            dw_plane_dw(g, &flat, xp, dyp, &mut acc, buf, dyf);
         }
         for (d, a) in dwc.iter_mut().zip(acc) {
             *d = a as f32;
