@@ -485,7 +485,8 @@ fn lane_sum(a: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 
 /// Mean and 1/sqrt(var + eps) of channel `ch` over the batch: two passes, per-plane f32 sums
 /// (planes are at most a few thousand elements) accumulated in f64.
-fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize, eps: f64) -> (f32, f32) {
+#[inline(always)]
+fn channel_stats_body(x: &[f32], n: usize, c: usize, hw: usize, ch: usize, eps: f64) -> (f32, f32) {
     let m = (n * hw) as f64;
     let plane = |b: usize| &x[(b * c + ch) * hw..(b * c + ch + 1) * hw];
     let sum: f64 = (0..n).map(|b| f64::from(lane_sum(plane(b), |v| v))).sum();
@@ -494,6 +495,96 @@ fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize, eps: f64) 
     let sq: f64 = (0..n).map(|b| f64::from(lane_sum(plane(b), |v| (v - mf) * (v - mf)))).sum();
     (mf, (1.0 / (sq / m + eps).sqrt()) as f32)
 }
+
+wide_fn!(fn channel_stats(
+    x: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    ch: usize,
+    eps: f64,
+) -> (f32, f32) = channel_stats_body);
+
+/// One plane of the batch norm forward: `o = act(x·scale + shift)`, one loop per activation so
+/// that each vectorises.
+#[inline(always)]
+fn bn_plane_forward_body(xs: &[f32], o: &mut [f32], scale: f32, shift: f32, act: Activation) {
+    match act {
+        Activation::Relu => {
+            for (ov, &xv) in o.iter_mut().zip(xs) {
+                *ov = (xv * scale + shift).max(0.0);
+            }
+        }
+        Activation::HSwish => {
+            for (ov, &xv) in o.iter_mut().zip(xs) {
+                *ov = act_fwd(Activation::HSwish, xv * scale + shift);
+            }
+        }
+        Activation::None => {
+            for (ov, &xv) in o.iter_mut().zip(xs) {
+                *ov = xv * scale + shift;
+            }
+        }
+    }
+}
+
+wide_fn!(fn bn_plane_forward(
+    xs: &[f32],
+    o: &mut [f32],
+    scale: f32,
+    shift: f32,
+    act: Activation,
+) = bn_plane_forward_body);
+
+/// What the batch norm backward needs of one channel: its (mean, 1/std), γ, β, activation.
+#[derive(Clone, Copy)]
+struct BnChannel {
+    mean: f32,
+    inv: f32,
+    gamma: f32,
+    beta: f32,
+    act: Activation,
+}
+
+impl BnChannel {
+    /// `(dz, x̂)` at input `v` with upstream gradient `d`: dz = d · act'(z), z = x̂·γ + β.
+    #[inline(always)]
+    fn dz(self, d: f32, v: f32) -> (f32, f32) {
+        let xhat = (v - self.mean) * self.inv;
+        let dz = match self.act {
+            Activation::None => d,
+            act => d * act_grad(act, xhat * self.gamma + self.beta),
+        };
+        (dz, xhat)
+    }
+}
+
+/// One plane's `(Σ dz, Σ dz·x̂)`.
+#[inline(always)]
+fn bn_plane_sums_body(ch: BnChannel, d: &[f32], v: &[f32]) -> (f32, f32) {
+    (lane_sum2(d, v, |d, v| ch.dz(d, v).0), lane_sum2(d, v, |d, v| ch.dz(d, v).0 * ch.dz(d, v).1))
+}
+
+wide_fn!(fn bn_plane_sums(ch: BnChannel, d: &[f32], v: &[f32]) -> (f32, f32) = bn_plane_sums_body);
+
+/// One plane of the batch norm input gradient: `dx = γ/σ · (dz − mean(dz) − x̂·mean(dz·x̂))`.
+#[inline(always)]
+fn bn_plane_dx_body(ch: BnChannel, a: f32, b: f32, d: &[f32], v: &[f32], o: &mut [f32]) {
+    let k = ch.gamma * ch.inv;
+    for ((ov, &d), &v) in o.iter_mut().zip(d).zip(v) {
+        let (dz, xhat) = ch.dz(d, v);
+        *ov = k * (dz - a - xhat * b);
+    }
+}
+
+wide_fn!(fn bn_plane_dx(
+    ch: BnChannel,
+    a: f32,
+    b: f32,
+    d: &[f32],
+    v: &[f32],
+    o: &mut [f32],
+) = bn_plane_dx_body);
 
 fn dims_nchw(d: &[usize]) -> Result<(usize, usize, usize)> {
     match *d {
@@ -567,25 +658,7 @@ impl CustomOp3 for BatchNormTrain {
             let (mean, inv) = stats[ch];
             let scale = inv * gamma[ch];
             let shift = beta[ch] - mean * scale;
-            let xs = &x[plane * hw..(plane + 1) * hw];
-            // One loop per activation, so each vectorises.
-            match act {
-                Activation::Relu => {
-                    for (ov, &xv) in o.iter_mut().zip(xs) {
-                        *ov = (xv * scale + shift).max(0.0);
-                    }
-                }
-                Activation::HSwish => {
-                    for (ov, &xv) in o.iter_mut().zip(xs) {
-                        *ov = act_fwd(Activation::HSwish, xv * scale + shift);
-                    }
-                }
-                Activation::None => {
-                    for (ov, &xv) in o.iter_mut().zip(xs) {
-                        *ov = xv * scale + shift;
-                    }
-                }
-            }
+            bn_plane_forward(&x[plane * hw..(plane + 1) * hw], o, scale, shift, act);
         });
         // A second forward of the same op (never done by Candle) keeps the first statistics.
         let _ = self.stats.set(stats);
@@ -610,16 +683,14 @@ impl CustomOp3 for BatchNormTrain {
             with_data(gamma, "batch norm gamma", |gs| {
                 with_data(beta, "batch norm beta", |bs| {
                     with_data(dy, "batch norm gradient", |dys| {
-                        // dz = dy · act'(z), z = x̂·γ + β; per channel Σdz and Σdz·x̂.
-                        let dz_at = |ch: usize, d: f32, v: f32| -> (f32, f32) {
-                            let (mean, inv) = stats[ch];
-                            let xhat = (v - mean) * inv;
-                            let dz = match act {
-                                Activation::None => d,
-                                _ => d * act_grad(act, xhat * gs[ch] + bs[ch]),
-                            };
-                            (dz, xhat)
+                        let channel = |ch: usize| BnChannel {
+                            mean: stats[ch].0,
+                            inv: stats[ch].1,
+                            gamma: gs[ch],
+                            beta: bs[ch],
+                            act,
                         };
+                        // Per channel Σdz and Σdz·x̂.
                         let sums: Vec<(f64, f64)> = (0..c)
                             .into_par_iter()
                             .map(|ch| {
@@ -627,11 +698,9 @@ impl CustomOp3 for BatchNormTrain {
                                 for b in 0..n {
                                     let p = (b * c + ch) * hw;
                                     let (d, v) = (&dys[p..p + hw], &xs[p..p + hw]);
-                                    sdz += f64::from(lane_sum2(d, v, |d, v| dz_at(ch, d, v).0));
-                                    sdzx += f64::from(lane_sum2(d, v, |d, v| {
-                                        let (dz, xhat) = dz_at(ch, d, v);
-                                        dz * xhat
-                                    }));
+                                    let (a, b) = bn_plane_sums(channel(ch), d, v);
+                                    sdz += f64::from(a);
+                                    sdzx += f64::from(b);
                                 }
                                 (sdz, sdzx)
                             })
@@ -641,15 +710,9 @@ impl CustomOp3 for BatchNormTrain {
                         dx.par_chunks_mut(hw).enumerate().for_each(|(plane, o)| {
                             let ch = plane % c;
                             let (sdz, sdzx) = sums[ch];
-                            let k = gs[ch] * stats[ch].1;
                             let (a, b) = ((sdz / m) as f32, (sdzx / m) as f32);
                             let p = plane * hw;
-                            for ((ov, &d), &v) in
-                                o.iter_mut().zip(&dys[p..p + hw]).zip(&xs[p..p + hw])
-                            {
-                                let (dz, xhat) = dz_at(ch, d, v);
-                                *ov = k * (dz - a - xhat * b);
-                            }
+                            bn_plane_dx(channel(ch), a, b, &dys[p..p + hw], &xs[p..p + hw], o);
                         });
                         let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
                         let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
