@@ -107,8 +107,8 @@ impl DwGeom {
         Ok(DwGeom { n, c, h, w, k, s, oh, ow, pt, pl })
     }
 
-    /// The outputs `[lo, hi)` whose input `o·s + kk − pad` lies inside `[0, size)`; the input of
-    /// `lo` is `lo·s + kk − pad`. Loops over this range need no bounds test per element.
+    /// The outputs `[lo, hi)` whose input `o·s + kk − pad` lies inside `[0, size)` (empty when
+    /// kernel offset `kk` reads only padding).
     #[inline]
     fn valid(&self, kk: usize, pad: usize, size: usize, outs: usize) -> (usize, usize) {
         let lo = pad.saturating_sub(kk).div_ceil(self.s);
@@ -116,20 +116,6 @@ impl DwGeom {
         (lo, hi.max(lo))
     }
 }
-
-/// Per kernel offset, the valid output range and the first input index: `(lo, hi, start)`,
-/// computed once per op instead of once per row.
-fn spans(g: &DwGeom, pad: usize, size: usize, outs: usize) -> Vec<(usize, usize, usize)> {
-    (0..g.k)
-        .map(|kk| {
-            let (lo, hi) = g.valid(kk, pad, size, outs);
-            (lo, hi, if lo < hi { lo * g.s + kk - pad } else { 0 })
-        })
-        .collect()
-}
-
-/// A kernel offset's valid output range and first input index (see [`spans`]).
-type Span = (usize, usize, usize);
 
 /// The forward's flat layout of one plane: the input zero-padded and split into its s×s stride
 /// phases (phase (a, b) holds padded rows a, a+s, … and columns b, b+s, …), each `qh × qw`. In
@@ -147,13 +133,17 @@ struct DwFlat {
 }
 
 impl DwFlat {
-    fn new(g: &DwGeom, rows: &[Span], cols: &[Span]) -> DwFlat {
+    fn new(g: &DwGeom) -> DwFlat {
         let s = g.s;
         let (qh, qw) = (g.oh + (g.k - 1) / s, g.ow + (g.k - 1) / s);
+        let reaches = |kk: usize, pad: usize, size: usize, outs: usize| {
+            let (lo, hi) = g.valid(kk, pad, size, outs);
+            lo < hi
+        };
         let mut taps = Vec::new();
-        for (kh, row) in rows.iter().enumerate() {
-            for (kw, col) in cols.iter().enumerate() {
-                if row.0 < row.1 && col.0 < col.1 {
+        for kh in 0..g.k {
+            for kw in 0..g.k {
+                if reaches(kh, g.pt, g.h, g.oh) && reaches(kw, g.pl, g.w, g.ow) {
                     let phase = (kh % s) * s + kw % s;
                     taps.push(((phase * qh + kh / s) * qw + kw / s, kh * g.k + kw));
                 }
@@ -327,7 +317,7 @@ wide_fn!(fn dw_plane_forward(
 
 fn dw_forward(g: &DwGeom, x: &[f32], wt: &[f32]) -> Vec<f32> {
     let (hw, ohw, kk2) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
-    let flat = DwFlat::new(g, &spans(g, g.pt, g.h, g.oh), &spans(g, g.pl, g.w, g.ow));
+    let flat = DwFlat::new(g);
     let mut out = vec![0f32; g.n * g.c * ohw];
     out.par_chunks_mut(ohw).enumerate().for_each_init(
         || (vec![0f32; flat.size(g.s)], vec![0f32; flat.len]),
@@ -343,7 +333,7 @@ fn dw_forward(g: &DwGeom, x: &[f32], wt: &[f32]) -> Vec<f32> {
 
 fn dw_backward(g: &DwGeom, x: &[f32], wt: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (hw, ohw, kk2) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
-    let flat = DwFlat::new(g, &spans(g, g.pt, g.h, g.oh), &spans(g, g.pl, g.w, g.ow));
+    let flat = DwFlat::new(g);
     let scratch = || (vec![0f32; flat.size(g.s)], vec![0f32; flat.len]);
     // dx: one (n, c) plane per task.
     let mut dx = vec![0f32; g.n * g.c * hw];
