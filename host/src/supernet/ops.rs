@@ -217,103 +217,76 @@ fn spread_rows(g: &DwGeom, f: &DwFlat, dyp: &[f32], out: &mut [f32]) {
     }
 }
 
-/// One (n, c) plane of the depthwise input gradient: every tap scatters `w · dy` back into the
-/// layout in one contiguous pass, then the layout is gathered into `dxp`.
-#[inline(always)]
-fn dw_plane_dx_body(
-    g: &DwGeom,
-    f: &DwFlat,
-    dyp: &[f32],
-    wk: &[f32],
-    dxp: &mut [f32],
-    buf: &mut [f32],
-    dyf: &mut [f32],
-) {
-    spread_rows(g, f, dyp, dyf);
-    buf.fill(0.0);
-    for &(off, wi) in &f.taps {
-        let w = wk[wi];
-        for (b, &d) in buf[off..off + f.len].iter_mut().zip(&dyf[..f.len]) {
-            *b += w * d;
+wide_fn! {
+    /// One (n, c) plane of the depthwise input gradient: every tap scatters `w · dy` back into the
+    /// layout in one contiguous pass, then the layout is gathered into `dxp`.
+    fn dw_plane_dx(
+        g: &DwGeom,
+        f: &DwFlat,
+        dyp: &[f32],
+        wk: &[f32],
+        dxp: &mut [f32],
+        buf: &mut [f32],
+        dyf: &mut [f32],
+    ) {
+        spread_rows(g, f, dyp, dyf);
+        buf.fill(0.0);
+        for &(off, wi) in &f.taps {
+            let w = wk[wi];
+            for (b, &d) in buf[off..off + f.len].iter_mut().zip(&dyf[..f.len]) {
+                *b += w * d;
+            }
+        }
+        gather_phases(g, f, buf, dxp);
+    }
+}
+
+wide_fn! {
+    /// One (n, c) plane's contribution to the depthwise weight gradient: per tap, the dot product
+    /// of `dy` with the input at that tap's offset, added to `acc` (f64).
+    fn dw_plane_dw(
+        g: &DwGeom,
+        f: &DwFlat,
+        xp: &[f32],
+        dyp: &[f32],
+        acc: &mut [f64],
+        buf: &mut [f32],
+        dyf: &mut [f32],
+    ) {
+        fill_phases(g, f, xp, buf);
+        spread_rows(g, f, dyp, dyf);
+        let dyf = &dyf[..f.len];
+        for &(off, wi) in &f.taps {
+            acc[wi] += f64::from(lane_sum2(dyf, &buf[off..off + f.len], |d, v| d * v));
         }
     }
-    gather_phases(g, f, buf, dxp);
 }
 
-wide_fn!(fn dw_plane_dx(
-    g: &DwGeom,
-    f: &DwFlat,
-    dyp: &[f32],
-    wk: &[f32],
-    dxp: &mut [f32],
-    buf: &mut [f32],
-    dyf: &mut [f32],
-) = dw_plane_dx_body);
-
-/// One (n, c) plane's contribution to the depthwise weight gradient: per tap, the dot product
-/// of `dy` with the input at that tap's offset, added to `acc` (f64).
-#[inline(always)]
-fn dw_plane_dw_body(
-    g: &DwGeom,
-    f: &DwFlat,
-    xp: &[f32],
-    dyp: &[f32],
-    acc: &mut [f64],
-    buf: &mut [f32],
-    dyf: &mut [f32],
-) {
-    fill_phases(g, f, xp, buf);
-    spread_rows(g, f, dyp, dyf);
-    let dyf = &dyf[..f.len];
-    for &(off, wi) in &f.taps {
-        acc[wi] += f64::from(lane_sum2(dyf, &buf[off..off + f.len], |d, v| d * v));
-    }
-}
-
-wide_fn!(fn dw_plane_dw(
-    g: &DwGeom,
-    f: &DwFlat,
-    xp: &[f32],
-    dyp: &[f32],
-    acc: &mut [f64],
-    buf: &mut [f32],
-    dyf: &mut [f32],
-) = dw_plane_dw_body);
-
-/// One (n, c) plane of the depthwise forward through [`DwFlat`]: `buf` and `acc` are scratch.
-#[inline(always)]
-fn dw_plane_forward_body(
-    g: &DwGeom,
-    f: &DwFlat,
-    xp: &[f32],
-    wk: &[f32],
-    o: &mut [f32],
-    buf: &mut [f32],
-    acc: &mut [f32],
-) {
-    fill_phases(g, f, xp, buf);
-    let acc = &mut acc[..f.len];
-    acc.fill(0.0);
-    for &(off, wi) in &f.taps {
-        let w = wk[wi];
-        for (ov, &xv) in acc.iter_mut().zip(&buf[off..off + f.len]) {
-            *ov += w * xv;
+wide_fn! {
+    /// One (n, c) plane of the depthwise forward through [`DwFlat`]: `buf` and `acc` are scratch.
+    fn dw_plane_forward(
+        g: &DwGeom,
+        f: &DwFlat,
+        xp: &[f32],
+        wk: &[f32],
+        o: &mut [f32],
+        buf: &mut [f32],
+        acc: &mut [f32],
+    ) {
+        fill_phases(g, f, xp, buf);
+        let acc = &mut acc[..f.len];
+        acc.fill(0.0);
+        for &(off, wi) in &f.taps {
+            let w = wk[wi];
+            for (ov, &xv) in acc.iter_mut().zip(&buf[off..off + f.len]) {
+                *ov += w * xv;
+            }
+        }
+        for (oy, orow) in o.chunks_exact_mut(g.ow).enumerate() {
+            orow.copy_from_slice(&acc[oy * f.qw..oy * f.qw + g.ow]);
         }
     }
-    for (oy, orow) in o.chunks_exact_mut(g.ow).enumerate() {
-        orow.copy_from_slice(&acc[oy * f.qw..oy * f.qw + g.ow]);
-    }
 }
-
-wide_fn!(fn dw_plane_forward(
-    g: &DwGeom,
-    f: &DwFlat,
-    xp: &[f32],
-    wk: &[f32],
-    o: &mut [f32],
-    buf: &mut [f32],
-    acc: &mut [f32],
-) = dw_plane_forward_body);
 
 fn dw_forward(g: &DwGeom, x: &[f32], wt: &[f32]) -> Vec<f32> {
     let (hw, ohw, kk2) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
@@ -479,58 +452,43 @@ fn lane_sum(a: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lane_sum2(a, a, |x, _| f(x))
 }
 
-/// Mean and 1/sqrt(var + eps) of channel `ch` over the batch: two passes, per-plane f32 sums
-/// (planes are at most a few thousand elements) accumulated in f64.
-#[inline(always)]
-fn channel_stats_body(x: &[f32], n: usize, c: usize, hw: usize, ch: usize, eps: f64) -> (f32, f32) {
-    let m = (n * hw) as f64;
-    let plane = |b: usize| &x[(b * c + ch) * hw..(b * c + ch + 1) * hw];
-    let sum: f64 = (0..n).map(|b| f64::from(lane_sum(plane(b), |v| v))).sum();
-    let mean = sum / m;
-    let mf = mean as f32;
-    let sq: f64 = (0..n).map(|b| f64::from(lane_sum(plane(b), |v| (v - mf) * (v - mf)))).sum();
-    (mf, (1.0 / (sq / m + eps).sqrt()) as f32)
+wide_fn! {
+    /// Mean and 1/sqrt(var + eps) of channel `ch` over the batch: two passes, per-plane f32 sums
+    /// (planes are at most a few thousand elements) accumulated in f64.
+    fn channel_stats(x: &[f32], n: usize, c: usize, hw: usize, ch: usize, eps: f64) -> (f32, f32) {
+        let m = (n * hw) as f64;
+        let plane = |b: usize| &x[(b * c + ch) * hw..(b * c + ch + 1) * hw];
+        let sum: f64 = (0..n).map(|b| f64::from(lane_sum(plane(b), |v| v))).sum();
+        let mean = sum / m;
+        let mf = mean as f32;
+        let sq: f64 = (0..n).map(|b| f64::from(lane_sum(plane(b), |v| (v - mf) * (v - mf)))).sum();
+        (mf, (1.0 / (sq / m + eps).sqrt()) as f32)
+    }
 }
 
-wide_fn!(fn channel_stats(
-    x: &[f32],
-    n: usize,
-    c: usize,
-    hw: usize,
-    ch: usize,
-    eps: f64,
-) -> (f32, f32) = channel_stats_body);
-
-/// One plane of the batch norm forward: `o = act(x·scale + shift)`, one loop per activation so
-/// that each vectorises.
-#[inline(always)]
-fn bn_plane_forward_body(xs: &[f32], o: &mut [f32], scale: f32, shift: f32, act: Activation) {
-    match act {
-        Activation::Relu => {
-            for (ov, &xv) in o.iter_mut().zip(xs) {
-                *ov = (xv * scale + shift).max(0.0);
+wide_fn! {
+    /// One plane of the batch norm forward: `o = act(x·scale + shift)`, one loop per activation so
+    /// that each vectorises.
+    fn bn_plane_forward(xs: &[f32], o: &mut [f32], scale: f32, shift: f32, act: Activation) {
+        match act {
+            Activation::Relu => {
+                for (ov, &xv) in o.iter_mut().zip(xs) {
+                    *ov = (xv * scale + shift).max(0.0);
+                }
             }
-        }
-        Activation::HSwish => {
-            for (ov, &xv) in o.iter_mut().zip(xs) {
-                *ov = act_fwd(Activation::HSwish, xv * scale + shift);
+            Activation::HSwish => {
+                for (ov, &xv) in o.iter_mut().zip(xs) {
+                    *ov = act_fwd(Activation::HSwish, xv * scale + shift);
+                }
             }
-        }
-        Activation::None => {
-            for (ov, &xv) in o.iter_mut().zip(xs) {
-                *ov = xv * scale + shift;
+            Activation::None => {
+                for (ov, &xv) in o.iter_mut().zip(xs) {
+                    *ov = xv * scale + shift;
+                }
             }
         }
     }
 }
-
-wide_fn!(fn bn_plane_forward(
-    xs: &[f32],
-    o: &mut [f32],
-    scale: f32,
-    shift: f32,
-    act: Activation,
-) = bn_plane_forward_body);
 
 /// What the batch norm backward needs of one channel: its (mean, 1/std), γ, β, activation.
 #[derive(Clone, Copy)]
@@ -555,32 +513,23 @@ impl BnChannel {
     }
 }
 
-/// One plane's `(Σ dz, Σ dz·x̂)`.
-#[inline(always)]
-fn bn_plane_sums_body(ch: BnChannel, d: &[f32], v: &[f32]) -> (f32, f32) {
-    (lane_sum2(d, v, |d, v| ch.dz(d, v).0), lane_sum2(d, v, |d, v| ch.dz(d, v).0 * ch.dz(d, v).1))
-}
-
-wide_fn!(fn bn_plane_sums(ch: BnChannel, d: &[f32], v: &[f32]) -> (f32, f32) = bn_plane_sums_body);
-
-/// One plane of the batch norm input gradient: `dx = γ/σ · (dz − mean(dz) − x̂·mean(dz·x̂))`.
-#[inline(always)]
-fn bn_plane_dx_body(ch: BnChannel, a: f32, b: f32, d: &[f32], v: &[f32], o: &mut [f32]) {
-    let k = ch.gamma * ch.inv;
-    for ((ov, &d), &v) in o.iter_mut().zip(d).zip(v) {
-        let (dz, xhat) = ch.dz(d, v);
-        *ov = k * (dz - a - xhat * b);
+wide_fn! {
+    /// One plane's `(Σ dz, Σ dz·x̂)`.
+    fn bn_plane_sums(ch: BnChannel, d: &[f32], v: &[f32]) -> (f32, f32) {
+        (lane_sum2(d, v, |d, v| ch.dz(d, v).0), lane_sum2(d, v, |d, v| ch.dz(d, v).0 * ch.dz(d, v).1))
     }
 }
 
-wide_fn!(fn bn_plane_dx(
-    ch: BnChannel,
-    a: f32,
-    b: f32,
-    d: &[f32],
-    v: &[f32],
-    o: &mut [f32],
-) = bn_plane_dx_body);
+wide_fn! {
+    /// One plane of the batch norm input gradient: `dx = γ/σ · (dz − mean(dz) − x̂·mean(dz·x̂))`.
+    fn bn_plane_dx(ch: BnChannel, a: f32, b: f32, d: &[f32], v: &[f32], o: &mut [f32]) {
+        let k = ch.gamma * ch.inv;
+        for ((ov, &d), &v) in o.iter_mut().zip(d).zip(v) {
+            let (dz, xhat) = ch.dz(d, v);
+            *ov = k * (dz - a - xhat * b);
+        }
+    }
+}
 
 fn dims_nchw(d: &[usize]) -> Result<(usize, usize, usize)> {
     match *d {
