@@ -48,13 +48,14 @@ fn median(v: &mut [f64]) -> f64 {
 fn main() -> anyhow::Result<()> {
     host::allocator::keep_freed_memory();
     // `--candle-kernels 1`: Candle's own ops in place of the custom CPU ops (what a GPU runs).
-    if arg("--candle-kernels", 0u8) == 1 {
-        return ops::with_candle_kernels(run);
+    let candle_kernels = arg("--candle-kernels", 0u8) == 1;
+    if candle_kernels {
+        return ops::with_candle_kernels(|| run(candle_kernels));
     }
-    run()
+    run(candle_kernels)
 }
 
-fn run() -> anyhow::Result<()> {
+fn run(candle_kernels: bool) -> anyhow::Result<()> {
     let batch: usize = arg("--batch", 64);
     let steps: usize = arg("--steps", 5);
     let archs: usize = arg("--archs", 4);
@@ -70,8 +71,8 @@ fn run() -> anyhow::Result<()> {
         ProxyGeometry { input_hw: 32, in_channels: 1, classes: 10, width_multiplier: width };
     let device: ComputeDevice = arg("--device", "cpu".to_string()).parse()?;
     let dev = device.open()?;
-    let label = match (device, arg("--candle-kernels", 0u8)) {
-        (ComputeDevice::Cpu, 1) => "candle (candle kernels)".to_string(),
+    let label = match (device, candle_kernels) {
+        (ComputeDevice::Cpu, true) => "candle (candle kernels)".to_string(),
         (ComputeDevice::Cpu, _) => "candle".to_string(),
         (d, _) => format!("candle {d}"),
     };

@@ -124,6 +124,7 @@ impl DwGeom {
 /// instead of one short, strided one per output row; the `qw − ow` extra values per row are
 /// dropped when the plane is copied out.
 struct DwFlat {
+    s: usize,
     qh: usize,
     qw: usize,
     /// Offset in the phase buffer and weight index of every tap that reaches an output.
@@ -136,53 +137,57 @@ impl DwFlat {
     fn new(g: &DwGeom) -> DwFlat {
         let s = g.s;
         let (qh, qw) = (g.oh + (g.k - 1) / s, g.ow + (g.k - 1) / s);
+        let mut flat = DwFlat { s, qh, qw, taps: Vec::new(), len: (g.oh - 1) * qw + g.ow };
         let reaches = |kk: usize, pad: usize, size: usize, outs: usize| {
             let (lo, hi) = g.valid(kk, pad, size, outs);
             lo < hi
         };
-        let mut taps = Vec::new();
         for kh in 0..g.k {
             for kw in 0..g.k {
                 if reaches(kh, g.pt, g.h, g.oh) && reaches(kw, g.pl, g.w, g.ow) {
-                    let phase = (kh % s) * s + kw % s;
-                    taps.push(((phase * qh + kh / s) * qw + kw / s, kh * g.k + kw));
+                    // Tap (kh, kw) of output (0, 0) reads padded position (kh, kw).
+                    if let Some(off) = flat.index(kh, kw) {
+                        flat.taps.push((off, kh * g.k + kw));
+                    }
                 }
             }
         }
-        DwFlat { qh, qw, taps, len: (g.oh - 1) * qw + g.ow }
+        flat
     }
 
     /// Values of the phase buffer.
-    fn size(&self, s: usize) -> usize {
-        s * s * self.qh * self.qw
+    fn size(&self) -> usize {
+        self.s * self.s * self.qh * self.qw
+    }
+
+    /// Where padded position (py, px) lives in the phase buffer; `None` past the phases (read by
+    /// no output).
+    #[inline(always)]
+    fn index(&self, py: usize, px: usize) -> Option<usize> {
+        let (s, qh, qw) = (self.s, self.qh, self.qw);
+        (py < qh * s && px < qw * s)
+            .then(|| ((((py % s) * s + px % s) * qh) + py / s) * qw + px / s)
     }
 }
 
 /// Writes plane `xp` into `buf` in the [`DwFlat`] layout (zeros in the padding).
 #[inline(always)]
 fn fill_phases(g: &DwGeom, f: &DwFlat, xp: &[f32], buf: &mut [f32]) {
-    let (s, qh, qw) = (g.s, f.qh, f.qw);
     buf.fill(0.0);
-    // Input (iy, ix) is padded (iy + pt, ix + pl); rows and columns past the phases are read
-    // by no output.
-    for iy in 0..g.h {
+    // Input (iy, ix) is padded (iy + pt, ix + pl).
+    for (iy, row) in xp.chunks_exact(g.w).enumerate() {
         let py = iy + g.pt;
-        if py >= qh * s {
-            break;
-        }
-        let row = &xp[iy * g.w..(iy + 1) * g.w];
-        let (a, qy) = (py % s, py / s);
-        if s == 1 {
-            let dst = &mut buf[qy * qw + g.pl..];
-            let n = g.w.min(qw - g.pl);
-            dst[..n].copy_from_slice(&row[..n]);
+        if g.s == 1 {
+            // One phase: the row's values stay together.
+            if let Some(start) = f.index(py, g.pl) {
+                let n = g.w.min(f.qw - g.pl);
+                buf[start..start + n].copy_from_slice(&row[..n]);
+            }
         } else {
             for (ix, &v) in row.iter().enumerate() {
-                let px = ix + g.pl;
-                if px >= qw * s {
-                    break;
+                if let Some(i) = f.index(py, ix + g.pl) {
+                    buf[i] = v;
                 }
-                buf[(((a * s + px % s) * qh) + qy) * qw + px / s] = v;
             }
         }
     }
@@ -192,17 +197,9 @@ fn fill_phases(g: &DwGeom, f: &DwFlat, xp: &[f32], buf: &mut [f32]) {
 /// inputs past the phases, which no output reads, get 0).
 #[inline(always)]
 fn gather_phases(g: &DwGeom, f: &DwFlat, buf: &[f32], xp: &mut [f32]) {
-    let (s, qh, qw) = (g.s, f.qh, f.qw);
     for (iy, row) in xp.chunks_exact_mut(g.w).enumerate() {
-        let py = iy + g.pt;
-        if py >= qh * s {
-            row.fill(0.0);
-            continue;
-        }
-        let (a, qy) = (py % s, py / s);
         for (ix, v) in row.iter_mut().enumerate() {
-            let px = ix + g.pl;
-            *v = if px < qw * s { buf[(((a * s + px % s) * qh) + qy) * qw + px / s] } else { 0.0 };
+            *v = f.index(iy + g.pt, ix + g.pl).map_or(0.0, |i| buf[i]);
         }
     }
 }
@@ -293,7 +290,7 @@ fn dw_forward(g: &DwGeom, x: &[f32], wt: &[f32]) -> Vec<f32> {
     let flat = DwFlat::new(g);
     let mut out = vec![0f32; g.n * g.c * ohw];
     out.par_chunks_mut(ohw).enumerate().for_each_init(
-        || (vec![0f32; flat.size(g.s)], vec![0f32; flat.len]),
+        || (vec![0f32; flat.size()], vec![0f32; flat.len]),
         |(buf, acc), (plane, o)| {
             let c = plane % g.c;
             let xp = &x[plane * hw..(plane + 1) * hw];
@@ -307,7 +304,7 @@ fn dw_forward(g: &DwGeom, x: &[f32], wt: &[f32]) -> Vec<f32> {
 fn dw_backward(g: &DwGeom, x: &[f32], wt: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (hw, ohw, kk2) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
     let flat = DwFlat::new(g);
-    let scratch = || (vec![0f32; flat.size(g.s)], vec![0f32; flat.len]);
+    let scratch = || (vec![0f32; flat.size()], vec![0f32; flat.len]);
     // dx: one (n, c) plane per task.
     let mut dx = vec![0f32; g.n * g.c * hw];
     dx.par_chunks_mut(hw).enumerate().for_each_init(scratch, |(buf, dyf), (plane, dxp)| {
@@ -516,7 +513,12 @@ impl BnChannel {
 wide_fn! {
     /// One plane's `(Σ dz, Σ dz·x̂)`.
     fn bn_plane_sums(ch: BnChannel, d: &[f32], v: &[f32]) -> (f32, f32) {
-        (lane_sum2(d, v, |d, v| ch.dz(d, v).0), lane_sum2(d, v, |d, v| ch.dz(d, v).0 * ch.dz(d, v).1))
+        let sdz = lane_sum2(d, v, |d, v| ch.dz(d, v).0);
+        let sdzx = lane_sum2(d, v, |d, v| {
+            let (dz, xhat) = ch.dz(d, v);
+            dz * xhat
+        });
+        (sdz, sdzx)
     }
 }
 
